@@ -1,0 +1,95 @@
+"""The contract between the runner and every agent.
+
+The runner owns time (env steps, evaluation, checkpoints); an agent owns its networks,
+optimisers and replay. One loop serves off-policy and on-policy agents alike: after each
+vectorised env step the runner asks `updates_due(env_step)` and calls `update()` until that many
+updates have run, so the replay ratio is a pure function of the env step count and never of
+machine speed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import torch
+
+from frugal.config import Preset
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What an agent needs to know about the env to build its networks and replay.
+
+    obs_shape: per-env observation shape. Pixel observations are uint8 [stack*C, H, W]; the
+    replay stores each frame ([C, H, W]) once, so `frame_stack` and `frame_shape` say how.
+    """
+
+    obs_shape: tuple[int, ...]
+    obs_dtype: np.dtype
+    pixels: bool
+    frame_stack: int
+    frame_shape: tuple[int, ...]
+    discrete: bool
+    num_actions: int  # discrete: number of actions; continuous: action dimension
+    action_low: np.ndarray | None = None  # continuous bounds [action_dim]
+    action_high: np.ndarray | None = None
+
+
+@dataclass
+class Transition:
+    """One vectorised env step, every array with leading dim num_envs.
+
+    reward is the raw env reward (agents clip it themselves when their protocol says so).
+    terminated: the learner's episode ended with no bootstrap (includes a life loss when the
+    protocol uses episodic life). truncated: ended by a time limit (bootstrap from final_obs).
+    reset: the env really started a new episode, so `next_obs` is a reset observation.
+    final_obs: the true successor of `obs` (equals next_obs where not reset).
+    """
+
+    obs: np.ndarray
+    action: np.ndarray
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    reset: np.ndarray
+    next_obs: np.ndarray
+    final_obs: np.ndarray
+
+
+ActState = dict[str, torch.Tensor] | None
+
+
+class Agent(Protocol):
+    """What the runner calls. `state_dict()` returns nested dicts whose leaves are tensors, numpy
+    arrays or JSON values (no pickled objects); `load_state_dict` restores it exactly."""
+
+    Config: ClassVar[type]
+    PRESETS: ClassVar[dict[str, Preset]]
+
+    def initial_act_state(self, num_envs: int) -> ActState: ...
+
+    def act(
+        self, obs: np.ndarray, state: ActState, first: np.ndarray, *, explore: bool
+    ) -> tuple[np.ndarray, ActState]: ...
+
+    def observe(self, transition: Transition) -> None: ...
+
+    def updates_due(self, env_step: int) -> int: ...
+
+    def update(self) -> dict[str, float]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def ratio_updates_due(env_step: int, replay_ratio: float, learning_starts: int) -> int:
+    """Updates owed after `env_step` env steps: replay_ratio per step once learning starts.
+
+    Computed from integers so no float drift: floor((env_step - start) * ratio)."""
+    if env_step < learning_starts:
+        return 0
+    return int((env_step - learning_starts) * Fraction(replay_ratio).limit_denominator(10_000))

@@ -1,0 +1,223 @@
+"""Typed configs: defaults, presets, `key=value` overrides and validation.
+
+A run's config has four parts: `algo` and `preset` (names), `env` (EnvConfig), `run` (RunConfig:
+the runner's clock) and `agent` (the algorithm's own dataclass). Resolution order is
+dataclass defaults -> preset -> env protocol -> user overrides; the resolved config is written to
+the run directory, so every score carries its protocol.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from frugal.errors import FrugalError, closest
+
+# --------------------------------------------------------------------------------------- sections
+
+
+@dataclass
+class EnvConfig:
+    """Which environment, and how it is played. Atari fields left at None are filled from the
+    protocol (see `frugal.envs.protocols`); setting one explicitly overrides the protocol."""
+
+    id: str = "gym/CartPole-v1"
+    num_envs: int = 1  # vectorised training envs
+    vectorization: str = "sync"  # gym suite: sync | async (one process per env)
+    protocol: str = "auto"  # atari: atari100k | machado; minatar: minatar; gym: gym
+    # Atari (ale-py AtariVectorEnv) and MinAtar settings; None = the protocol's value
+    sticky_actions: float | None = None  # repeat_action_probability
+    frame_skip: int | None = None
+    noop_max: int | None = None
+    episodic_life: bool | None = None  # life loss ends the learner's episode (training only)
+    fire_reset: bool | None = None
+    max_episode_frames: int | None = None  # emulator frames; 108k = 30 minutes of play
+    # observation shape for pixel envs (set by the agent's preset)
+    obs_size: int = 84
+    grayscale: bool = True
+    frame_stack: int = 4
+
+
+@dataclass
+class RunConfig:
+    """The runner's clock: all counts are environment steps summed over the vectorised envs."""
+
+    steps: int = 50_000
+    seed: int = 0
+    eval_every: int = 5_000  # 0 = only at the end
+    eval_episodes: int = 10
+    eval_envs: int = 5
+    log_every: int = 1_000
+    checkpoint_every: int = 10_000  # 0 = only at the end and on SIGINT/SIGTERM
+    keep_checkpoints: bool = False  # also keep step-numbered copies besides `latest`
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    progress: bool = True  # console progress display
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Named settings for one algorithm. `doc` says what it is for and how it deviates from the
+    paper; the dicts override defaults of the env, run and agent sections."""
+
+    doc: str
+    env: dict[str, Any] = field(default_factory=dict)
+    run: dict[str, Any] = field(default_factory=dict)
+    agent: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Config:
+    algo: str
+    preset: str
+    env: EnvConfig
+    run: RunConfig
+    agent: Any  # the algorithm's config dataclass
+    history: list[dict[str, Any]] = field(default_factory=list)  # changes made on resume
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "algo": self.algo,
+            "preset": self.preset,
+            "env": dataclasses.asdict(self.env),
+            "run": dataclasses.asdict(self.run),
+            "agent": dataclasses.asdict(self.agent),
+            "history": self.history,
+        }
+
+
+SECTIONS = ("env", "run", "agent")
+
+# ------------------------------------------------------------------------------ value conversion
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
+
+
+def convert(value: Any, tp: Any, key: str) -> Any:
+    """Convert `value` (a string from the command line, or a YAML/JSON value) to type `tp`."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        inner = [a for a in args if a is not type(None)]
+        return convert(value, inner[0], key)
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        items = [i for i in items if not (isinstance(i, str) and not i.strip())]
+        elem = args[0] if args else str
+        return tuple(convert(i.strip() if isinstance(i, str) else i, elem, key) for i in items)
+    if origin is list or origin is dict:
+        if isinstance(value, origin):
+            return value
+        raise FrugalError(f"config key '{key}' takes a {_type_name(origin)}, got {value!r}")
+    try:
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError
+        if tp is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise ValueError
+                return int(value)
+            text = str(value).strip().replace("_", "")
+            number = float(text)  # accepts 1e5
+            if not number.is_integer():
+                raise ValueError
+            return int(number)
+        if tp is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(str(value).strip().replace("_", ""))
+        if tp is str:
+            if not isinstance(value, str | int | float):
+                raise ValueError
+            return str(value)
+    except ValueError:
+        raise FrugalError(
+            f"config key '{key}' takes {_type_name(tp)}, got {value!r}"
+            + (" (true or false)" if tp is bool else "")
+        ) from None
+    return value
+
+
+def _fields(section: Any) -> dict[str, Any]:
+    hints = typing.get_type_hints(type(section))
+    return {f.name: hints[f.name] for f in dataclasses.fields(section)}
+
+
+def set_value(section: Any, section_name: str, name: str, value: Any) -> None:
+    fields = _fields(section)
+    key = f"{section_name}.{name}"
+    if name not in fields:
+        valid = [f"{section_name}.{f}" for f in fields]
+        raise FrugalError(f"unknown config key '{key}'{closest(key, valid)}")
+    setattr(section, name, convert(value, fields[name], key))
+
+
+def apply(section: Any, section_name: str, values: dict[str, Any]) -> None:
+    for name, value in values.items():
+        set_value(section, section_name, name, value)
+
+
+def from_dict(cls: type, section_name: str, values: dict[str, Any]) -> Any:
+    """Build a dataclass from plain values, converting and checking every key."""
+    section = cls()
+    apply(section, section_name, values)
+    return section
+
+
+# ---------------------------------------------------------------------------------- overrides
+
+
+def parse_overrides(pairs: list[str], config: Config) -> dict[str, dict[str, Any]]:
+    """['agent.lr=1e-4', 'gamma=0.98'] -> {'agent': {'lr': '1e-4', 'gamma': '0.98'}}.
+
+    A key without a section is looked up in agent, then run, then env; it must name exactly one.
+    """
+    out: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    for pair in pairs:
+        if "=" not in pair:
+            raise FrugalError(f"expected key=value, got '{pair}' (for example agent.lr=1e-4)")
+        key, value = pair.split("=", 1)
+        key = key.strip()
+        if "." in key:
+            section_name, name = key.split(".", 1)
+            if section_name not in SECTIONS:
+                raise FrugalError(
+                    f"unknown config section '{section_name}' in '{key}'; "
+                    f"use one of {', '.join(SECTIONS)}"
+                )
+        else:
+            owners = [s for s in SECTIONS if key in _fields(getattr(config, s))]
+            if not owners:
+                valid = [f"{s}.{f}" for s in SECTIONS for f in _fields(getattr(config, s))]
+                valid += [f for s in SECTIONS for f in _fields(getattr(config, s))]
+                raise FrugalError(f"unknown config key '{key}'{closest(key, valid)}")
+            if len(owners) > 1:
+                raise FrugalError(
+                    f"config key '{key}' is ambiguous; write "
+                    + " or ".join(f"{s}.{key}" for s in owners)
+                )
+            section_name, name = owners[0], key
+        # validate now so errors name the key before anything runs
+        probe = dataclasses.replace(getattr(config, section_name))
+        set_value(probe, section_name, name, value)
+        out[section_name][name] = value
+    return out
