@@ -17,25 +17,7 @@ import numpy as np
 import torch
 
 from frugal.config import Preset
-
-
-@dataclass(frozen=True)
-class EnvSpec:
-    """What an agent needs to know about the env to build its networks and replay.
-
-    obs_shape: per-env observation shape. Pixel observations are uint8 [stack*C, H, W]; the
-    replay stores each frame ([C, H, W]) once, so `frame_stack` and `frame_shape` say how.
-    """
-
-    obs_shape: tuple[int, ...]
-    obs_dtype: np.dtype
-    pixels: bool
-    frame_stack: int
-    frame_shape: tuple[int, ...]
-    discrete: bool
-    num_actions: int  # discrete: number of actions; continuous: action dimension
-    action_low: np.ndarray | None = None  # continuous bounds [action_dim]
-    action_high: np.ndarray | None = None
+from frugal.envs.base import EnvSpec
 
 
 @dataclass
