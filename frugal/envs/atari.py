@@ -71,6 +71,7 @@ class AtariVecEnv(VecEnv):
             frame_shape=frame,
             discrete=True,
             num_actions=int(self._env.single_action_space.n),
+            obs_high=255.0,
         )
         self._last_obs: np.ndarray | None = None
 

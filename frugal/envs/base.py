@@ -25,6 +25,7 @@ class EnvSpec:
     num_actions: int  # discrete: number of actions; continuous: action dimension
     action_low: np.ndarray | None = None  # continuous bounds [action_dim]
     action_high: np.ndarray | None = None
+    obs_high: float = 1.0  # networks divide pixel observations by this (255 for Atari)
 
 
 @dataclass

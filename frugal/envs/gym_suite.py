@@ -40,15 +40,23 @@ def spec_from_spaces(obs_space: gym.Space, action_space: gym.Space, gym_id: str)
         )
     pixels = obs_space.dtype == np.uint8 and len(obs_space.shape) == 3
     shape = (obs_space.shape[2], *obs_space.shape[:2]) if pixels else tuple(obs_space.shape)
+    common = dict(
+        obs_shape=shape,
+        obs_dtype=np.dtype(np.uint8 if pixels else np.float32),
+        pixels=pixels,
+        frame_stack=1,
+        frame_shape=shape,
+        obs_high=255.0 if pixels else 1.0,
+    )
     if isinstance(action_space, gym.spaces.Discrete):
-        return EnvSpec(shape, np.dtype(np.uint8 if pixels else np.float32), pixels, 1, shape,
-                       True, int(action_space.n))
+        return EnvSpec(discrete=True, num_actions=int(action_space.n), **common)
     if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
         return EnvSpec(
-            shape, np.dtype(np.uint8 if pixels else np.float32), pixels, 1, shape, False,
-            int(action_space.shape[0]),
+            discrete=False,
+            num_actions=int(action_space.shape[0]),
             action_low=action_space.low.astype(np.float32),
             action_high=action_space.high.astype(np.float32),
+            **common,
         )
     raise FrugalError(
         f"{gym_id} has {action_space} actions; frugal supports Discrete and 1-D Box actions"
