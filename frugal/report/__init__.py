@@ -247,7 +247,7 @@ def _curve_notes(g: Group, x: str, notes: list[str]) -> None:
             f"{g.env} {g.label}: the seeds share no {x} range; the curve (dotted, 'partial') "
             f"averages the seeds present at each point"
         )
-    elif longest > shortest:
+    elif longest > shortest and x != "wall_s":  # in wall time, seeds always end apart
         notes.append(
             f"{g.env} {g.label}: the curve ends at {x} {_num(shortest)}, where its shortest seed "
             f"ends (the longest reaches {_num(longest)})"

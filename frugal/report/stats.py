@@ -27,14 +27,14 @@ def bootstrap_ci(
     """Percentile-bootstrap interval of the mean over axis 0 (the seeds).
 
     `values` has shape (n,) or (n, k): each resample draws n seeds with replacement, and the same
-    resampled seeds are used for all k columns. Returns (low, high) of shape () or (k,).
+    resampled seeds are used for all k columns. Returns (low, high): floats, or arrays (k,).
     """
     v = np.asarray(values, dtype=float)
     n = v.shape[0]
     if n == 0:
         raise ValueError("bootstrap of no values")
     if n == 1:
-        return v[0].copy(), v[0].copy()
+        return (float(v[0]), float(v[0])) if v.ndim == 1 else (v[0].copy(), v[0].copy())
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)  # (B, n)
     flat = v.reshape(n, -1)
@@ -45,6 +45,8 @@ def bootstrap_ci(
     for s in range(0, flat.shape[1], chunk):
         means = counts @ flat[:, s : s + chunk] / n  # (B, chunk)
         lo[s : s + chunk], hi[s : s + chunk] = np.percentile(means, [tail, 100 - tail], axis=0)
+    if v.ndim == 1:
+        return float(lo[0]), float(hi[0])
     return lo.reshape(v.shape[1:]), hi.reshape(v.shape[1:])
 
 
