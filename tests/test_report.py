@@ -173,12 +173,13 @@ def test_seed_curve_common_grid_with_step_interpolation():
     assert cv.x.tolist() == [0.0, 10.0, 15.0, 20.0]
     # a: 0, 10, 10, 20 ; b: 0, 0, 30, 30
     assert cv.mean.tolist() == [0.0, 5.0, 20.0, 25.0]
-    assert cv.complete and cv.n_seeds.tolist() == [2, 2, 2, 2]
+    assert cv.complete and not cv.aligned and cv.n_seeds.tolist() == [2, 2, 2, 2]
     assert cv.seed_ends == (20.0, 30.0)
     assert cv.lo.tolist() == [0.0, 0.0, 10.0, 20.0] and cv.hi.tolist() == [0.0, 10.0, 30.0, 30.0]
     # one seed: the curve is the seed, interval collapsed
     one = seed_curve([a])
     assert one.mean.tolist() == [0.0, 10.0, 20.0] and np.array_equal(one.lo, one.hi)
+    assert one.aligned and seed_curve([a, a]).aligned
     # no common range: each point averages the seeds present
     part = seed_curve([(np.array([1.0]), np.array([4.0])), (np.array([2.0]), np.array([6.0]))])
     assert not part.complete

@@ -23,7 +23,9 @@ How the numbers are made:
   its last value (step interpolation), so every point averages all seeds and no seed is
   extrapolated past its last evaluation. A curve therefore ends where its shortest seed ends (the
   report says so). Seeds with no range in common fall back to averaging the seeds present at each
-  x (drawn dotted, marked "partial").
+  x (drawn dotted, marked "partial"). When all seeds share their evaluation points (the usual case
+  for env_step and update) the points are joined by lines; otherwise (wall time) the curve is
+  drawn as the step function it is.
 - Atari: HNS = (score - random) / (human - random) per game, from the seed-mean score; over games
   the mean, the median and the IQM. IQM is `scipy.stats.trim_mean(hns, 0.25)` as rliable computes
   it: sort, drop floor(n/4) games at each end, average the rest (26 games: the middle 14).
@@ -137,8 +139,7 @@ def compare(
     """Compare runs; see the module docstring. `metric` is a metric name, or its unique prefix
     (`eval/return` means `eval/return_mean`); `x` is env_step, update or wall_s; `out` defaults to
     `./compare`. Raises FrugalError for bad input."""
-    if isinstance(runs, str | Path):
-        runs = [runs]
+    runs = [runs] if isinstance(runs, str | Path) else list(runs)
     if not runs:
         raise FrugalError(
             "no runs given; pass one or more run directories (each with config.yaml and "
@@ -180,9 +181,11 @@ def compare(
     from frugal.report.plot import plot_env  # matplotlib only when writing
 
     plots: dict[str, Path] = {}
+    labels = sorted({g.label for g in groups})
     for env in sorted({g.env for g in groups}):
         env_groups = [g for g in groups if g.env == env]
-        plots[env] = plot_env(env, env_groups, metric, x, out_dir / f"curves_{_slug(env)}.png")
+        path = out_dir / f"curves_{_slug(env)}.png"
+        plots[env] = plot_env(env, env_groups, metric, x, path, labels)
     result = CompareResult(
         out_dir=out_dir,
         report=out_dir / "report.md",

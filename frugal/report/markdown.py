@@ -73,8 +73,8 @@ def render(res: CompareResult) -> str:
         f"- **Seeds**: mean and {LEVEL:.0%} percentile-bootstrap interval of the mean "
         f"({N_BOOT:,} resamples of the seeds, RNG seed {SEED}); one seed has no interval.",
         "- **Curves**: on the union of the seeds' x values within the range all seeds cover; "
-        "between evaluations a seed keeps its last value. A curve ends where its shortest seed "
-        "ends.",
+        "between evaluations a seed keeps its last value (drawn as steps where the seeds were "
+        "evaluated at different x). A curve ends where its shortest seed ends.",
         "",
     ]
     if res.warnings:

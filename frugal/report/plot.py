@@ -30,10 +30,17 @@ def colours(n: int) -> list:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def plot_env(env_id: str, groups: list[Group], metric: str, x: str, path: Path) -> Path:
+def plot_env(
+    env_id: str, groups: list[Group], metric: str, x: str, path: Path, labels: list[str]
+) -> Path:
+    """One figure of `groups` (all on `env_id`). `labels` are the group labels of the whole
+    comparison: a group keeps its colour in every environment's figure."""
     fig, ax = plt.subplots(figsize=(9, 5.5), dpi=120)
-    styles = ["-", "--", "-.", ":"]
-    for i, (g, c) in enumerate(zip(groups, colours(len(groups)), strict=True)):
+    styles = ["-", "--", "-."]
+    palette = colours(len(labels))
+    for g in groups:
+        i = labels.index(g.label)
+        c = palette[i]
         cv = g.curve
         if cv is None:
             continue
@@ -41,18 +48,22 @@ def plot_env(env_id: str, groups: list[Group], metric: str, x: str, path: Path) 
         label = f"{g.label}, {n} seed{'s' if n != 1 else ''}"
         if not cv.complete:
             label += ", partial"
-        ls = styles[(i // 10) % len(styles)] if cv.complete else ":"
-        marker = "o" if cv.x.size <= 30 else None
-        ax.plot(cv.x, cv.mean, color=c, ls=ls, lw=1.8, marker=marker, ms=3.5, label=label)
-        if n > 1:
-            ax.fill_between(cv.x, cv.lo, cv.hi, color=c, alpha=0.18, lw=0, step=None)
+        ls = styles[(i // 20) % len(styles)] if cv.complete else ":"  # > 20 groups: dashes
+        if cv.aligned:  # every point is an evaluation of every seed: points joined by lines
+            marker = "o" if cv.x.size <= 30 else None
+            ax.plot(cv.x, cv.mean, color=c, ls=ls, lw=1.8, marker=marker, ms=3.5, label=label)
+            if n > 1:
+                ax.fill_between(cv.x, cv.lo, cv.hi, color=c, alpha=0.18, lw=0)
+        else:  # seeds evaluated at different x: the mean of step functions is a step function
+            ax.plot(cv.x, cv.mean, color=c, ls=ls, lw=1.8, drawstyle="steps-post", label=label)
+            if n > 1:
+                ax.fill_between(cv.x, cv.lo, cv.hi, color=c, alpha=0.18, lw=0, step="post")
     ax.set_xlabel(X_LABELS[x])
     ax.set_ylabel(f"{metric} (mean over seeds, 95% CI)")
     ax.set_title(f"{env_id} — {metric}")
     ax.grid(True, alpha=0.3)
     if x in ("env_step", "update"):
         ax.xaxis.set_major_formatter(FuncFormatter(_count))
-    ax.set_xlim(left=min((g.curve.x[0] for g in groups if g.curve is not None), default=0))
     handles, _ = ax.get_legend_handles_labels()
     if len(handles) > 4:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)

@@ -68,6 +68,7 @@ class Curve:
     hi: np.ndarray
     n_seeds: np.ndarray  # seeds behind each point
     complete: bool  # every point averages all seeds
+    aligned: bool  # all seeds were evaluated at exactly the grid's x values
     seed_ends: tuple[float, float]  # (shortest, longest) last x of the seeds
 
 
@@ -99,9 +100,11 @@ def seed_curve(series: list[tuple[np.ndarray, np.ndarray]]) -> Curve:
     if complete:
         grid = grid[(grid >= first) & (grid <= last)]
     v = np.stack([step_values(xs, ys, grid) for xs, ys in series])  # (seeds, grid)
+    aligned = all(np.array_equal(xs, grid) for xs, _ in series)
     if complete:
         lo, hi = bootstrap_ci(v)
-        return Curve(grid, v.mean(0), lo, hi, np.full(grid.size, len(series)), True, ends)
+        n = np.full(grid.size, len(series))
+        return Curve(grid, v.mean(0), lo, hi, n, True, aligned, ends)
     mean, lo, hi = (np.empty(grid.size) for _ in range(3))
     n = np.empty(grid.size, dtype=int)
     for j in range(grid.size):
@@ -109,4 +112,4 @@ def seed_curve(series: list[tuple[np.ndarray, np.ndarray]]) -> Curve:
         n[j] = col.size
         mean[j] = col.mean()
         lo[j], hi[j] = bootstrap_ci(col)
-    return Curve(grid, mean, lo, hi, n, False, ends)
+    return Curve(grid, mean, lo, hi, n, False, False, ends)
