@@ -54,10 +54,25 @@ class Agent(Protocol):
     def initial_act_state(self, num_envs: int) -> ActState: ...
 
     def act(
-        self, obs: np.ndarray, state: ActState, first: np.ndarray, *, explore: bool
-    ) -> tuple[np.ndarray, ActState]: ...
+        self,
+        obs: np.ndarray,
+        state: ActState,
+        first: np.ndarray,
+        *,
+        explore: bool,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, ActState]:
+        """Actions for a batch of observations. `first` marks envs whose episode just began
+        (recurrent agents reset their state there); `rng` is the caller's, so evaluation never
+        disturbs the training random stream."""
+        ...
 
     def observe(self, transition: Transition) -> None: ...
+
+    def restart(self, obs: np.ndarray) -> None:
+        """Envs whose state could not be restored after a resume started new games at `obs`:
+        the games in progress are cut as if truncated there."""
+        ...
 
     def updates_due(self, env_step: int) -> int: ...
 

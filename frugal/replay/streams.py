@@ -112,6 +112,21 @@ class StreamReplay:
         if self.tree is not None:
             self._update_tree_bounds()
 
+    def restart(self, obs: np.ndarray) -> None:
+        """Every env restarted at `obs` before the pending row was stepped (a resumed run whose
+        env state could not be saved): cut the games in progress as truncations."""
+        if not self.started:
+            return
+        slot = self.count % self.rows
+        if self.count > 0:
+            last = (self.count - 1) % self.rows
+            pending = self.stack(np.full(self.num_envs, self.count), np.arange(self.num_envs))
+            for e in np.flatnonzero(~(self.terminated[last] | self.truncated[last])):
+                self.truncated[last, e] = True
+                self.final_obs[last * self.num_envs + int(e)] = pending[e]
+        self.frames[slot] = self._frame(obs)
+        self.first[slot] = True
+
     def _update_tree_bounds(self) -> None:
         """Keep exactly the sampleable rows at non-zero mass: a row becomes sampleable once its
         n-step window is written and stops once its frame stack reaches overwritten rows."""

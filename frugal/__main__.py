@@ -1,0 +1,3 @@
+from frugal.cli import main
+
+main()

@@ -1,0 +1,210 @@
+"""The Python API behind the CLI: train, resume, evaluate, load_run."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from frugal import checkpoint
+from frugal.agents import agent_module
+from frugal.config import Config, EnvConfig, RunConfig, apply, from_dict, parse_overrides
+from frugal.envs import resolve
+from frugal.errors import FrugalError, unknown
+from frugal.metrics import read_metrics
+from frugal.runner import CHECKPOINTS, Runner
+
+CONFIG_FILE = "config.yaml"
+
+
+def build_config(
+    algo: str,
+    env: str,
+    preset: str | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+) -> Config:
+    """Defaults -> preset -> env protocol -> overrides, every key checked."""
+    module = agent_module(algo)
+    preset = preset or module.default_preset(env)
+    if preset not in module.PRESETS:
+        raise unknown(f"preset for {algo}", preset, module.PRESETS)
+    chosen = module.PRESETS[preset]
+    config = Config(algo, preset, EnvConfig(id=env), RunConfig(), module.Config())
+    apply(config.env, "env", chosen.env)
+    apply(config.run, "run", chosen.run)
+    apply(config.agent, "agent", chosen.agent)
+    if isinstance(overrides, dict):
+        overrides = [f"{k}={v}" for k, v in overrides.items()]
+    for section, values in parse_overrides(list(overrides or []), config).items():
+        apply(getattr(config, section), section, values)
+    if steps is not None:
+        config.run.steps = steps
+    if seed is not None:
+        config.run.seed = seed
+    config.env = resolve(config.env)
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    checks = [
+        (config.run.steps > 0, "run.steps must be positive"),
+        (config.env.num_envs >= 1, "env.num_envs must be at least 1"),
+        (config.run.eval_episodes >= 1, "run.eval_episodes must be at least 1"),
+        (config.run.eval_envs >= 1, "run.eval_envs must be at least 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise FrugalError(message)
+
+
+def save_config(config: Config, run_dir: Path) -> None:
+    tmp = run_dir / (CONFIG_FILE + ".tmp")
+    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    tmp.replace(run_dir / CONFIG_FILE)
+
+
+def load_config(run_dir: str | Path) -> Config:
+    run_dir = Path(run_dir)
+    path = run_dir / CONFIG_FILE
+    if not run_dir.is_dir():
+        raise FrugalError(f"run directory {run_dir} does not exist")
+    if not path.is_file():
+        raise FrugalError(f"{run_dir} is not a frugal run directory (no {CONFIG_FILE})")
+    try:
+        raw = yaml.safe_load(path.read_text())
+        if not isinstance(raw, dict):
+            raise ValueError("not a mapping")
+    except (yaml.YAMLError, ValueError) as e:
+        raise FrugalError(f"{path} is not a valid config ({str(e).splitlines()[0]})") from None
+    module = agent_module(raw.get("algo", "?"))
+    return Config(
+        algo=raw["algo"],
+        preset=raw.get("preset", ""),
+        env=from_dict(EnvConfig, "env", raw.get("env") or {}),
+        run=from_dict(RunConfig, "run", raw.get("run") or {}),
+        agent=from_dict(module.Config, "agent", raw.get("agent") or {}),
+        history=list(raw.get("history") or []),
+    )
+
+
+def _new_run_dir(config: Config, root: Path) -> Path:
+    env_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", config.env.id.split("/", 1)[-1])
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = root / f"{config.algo}-{env_name}-s{config.run.seed}-{stamp}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
+
+
+@dataclasses.dataclass
+class Run:
+    """A run directory: its config, metrics and the means to evaluate its latest checkpoint."""
+
+    dir: Path
+
+    @property
+    def config(self) -> Config:
+        return load_config(self.dir)
+
+    @property
+    def metrics(self) -> list[dict[str, Any]]:
+        return read_metrics(self.dir)
+
+    def evaluate(self, episodes: int | None = None, video: bool | str | Path = False) -> dict:
+        return evaluate(self.dir, episodes=episodes, video=video)
+
+
+def train(
+    algo: str,
+    env: str,
+    preset: str | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
+    run_dir: str | Path | None = None,
+    overrides: list[str] | dict[str, Any] | None = None,
+) -> Run:
+    """Train from scratch; returns the finished run."""
+    config = build_config(algo, env, preset, steps, seed, overrides)
+    path = Path(run_dir) if run_dir else _new_run_dir(config, Path("runs"))
+    if (path / CHECKPOINTS).exists() or (path / CONFIG_FILE).exists():
+        raise FrugalError(
+            f"{path} already holds a run; continue it with 'frugal resume {path}' or pick a new --run-dir"
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    save_config(config, path)
+    Runner(config, path).run()
+    return Run(path)
+
+
+MUTABLE_SECTIONS = ("run", "agent")
+
+
+def resume(
+    run_dir: str | Path, steps: int | None = None, overrides: list[str] | dict | None = None
+) -> Run:
+    """Continue a run from its latest checkpoint, optionally to a new total and with changed
+    hyperparameters (recorded in the config's history)."""
+    path = Path(run_dir)
+    config = load_config(path)
+    checkpoint.latest(path / CHECKPOINTS)  # fail early, before anything is touched
+    if isinstance(overrides, dict):
+        overrides = [f"{k}={v}" for k, v in overrides.items()]
+    changes = parse_overrides(list(overrides or []), config)
+    module = agent_module(config.algo)
+    frozen = [f"env.{k}" for k in changes["env"]] + (["run.seed"] if "seed" in changes["run"] else [])
+    frozen += [f"agent.{k}" for k in changes["agent"] if k not in module.MUTABLE]
+    if frozen:
+        raise FrugalError(
+            f"{', '.join(frozen)} cannot change when resuming (it would change the networks, "
+            f"replay or env); changeable: run.*, agent.{{{','.join(sorted(module.MUTABLE))}}}"
+        )
+    record: dict[str, Any] = {}
+    for section in MUTABLE_SECTIONS:
+        apply(getattr(config, section), section, changes[section])
+        record.update({f"{section}.{k}": v for k, v in changes[section].items()})
+    if steps is not None:
+        config.run.steps = steps
+        record["run.steps"] = steps
+    validate(config)
+    runner = Runner(config, path, resume=True)
+    if record:
+        config.history.append({"env_step": runner.env_step, "set": record})
+    save_config(config, path)
+    runner.run()
+    return Run(path)
+
+
+def evaluate(
+    run_dir: str | Path, episodes: int | None = None, video: bool | str | Path = False
+) -> dict[str, Any]:
+    """Evaluate the latest checkpoint of a run on full games; with `video`, write an MP4 of the
+    best episode (to `video` if it is a path, else under the run's videos/)."""
+    path = Path(run_dir)
+    config = load_config(path)
+    runner = Runner(config, path, resume=True)
+    runner.env.close()
+    video_path = None
+    if video:
+        video_path = (
+            Path(video) if not isinstance(video, bool) else path / "videos" / f"eval-step-{runner.env_step}.mp4"
+        )
+        video_path.parent.mkdir(parents=True, exist_ok=True)
+    result = runner.evaluate(video=video_path, episodes=episodes)
+    result["env_step"] = runner.env_step
+    if video_path:
+        result["video"] = str(video_path)
+    return result
+
+
+def load_run(run_dir: str | Path) -> Run:
+    load_config(run_dir)
+    return Run(Path(run_dir))

@@ -1,0 +1,126 @@
+"""`frugal train | resume | eval | compare | list`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+from frugal.errors import FrugalError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, no usage dump
+        raise FrugalError(f"{message} (see '{self.prog} --help')")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="frugal", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train an agent from scratch")
+    p.add_argument("algo", help="algorithm (see 'frugal list')")
+    p.add_argument("--env", required=True, help="atari/<Game>, minatar/<game> or gym/<id>")
+    p.add_argument("--preset", help="named settings (default: chosen from the env)")
+    p.add_argument("--steps", type=int, help="env steps, summed over the vectorised envs")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--run-dir", help="where the run is written (default: runs/<algo>-<env>-...)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. agent.lr=1e-4")
+
+    p = sub.add_parser("resume", help="continue a run from its latest checkpoint")
+    p.add_argument("run_dir")
+    p.add_argument("--steps", type=int, help="new total of env steps")
+    p.add_argument("overrides", nargs="*", metavar="key=value")
+
+    p = sub.add_parser("eval", help="evaluate a run's latest checkpoint on full games")
+    p.add_argument("run_dir")
+    p.add_argument("--episodes", type=int)
+    p.add_argument("--video", action="store_true", help="write an MP4 of the best episode")
+
+    p = sub.add_parser("compare", help="learning curves and score tables of several runs")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--metric", default="eval/return_mean")
+    p.add_argument("--x", default="env_step", choices=["env_step", "update", "wall_s"])
+    p.add_argument("--out", help="output directory (default: ./compare)")
+
+    sub.add_parser("list", help="algorithms, presets and env suites")
+    return parser
+
+
+def _list() -> None:
+    from frugal.agents import ALGORITHMS, agent_module
+    from frugal.envs.protocols import PROTOCOLS
+
+    print("algorithms and presets:")
+    for algo in ALGORITHMS:
+        module = agent_module(algo)
+        print(f"  {algo}")
+        for name, preset in module.PRESETS.items():
+            print(f"    --preset {name:<12} {preset.doc}")
+    print("env suites (--env) and protocols (env.protocol=...):")
+    examples = {"atari": "atari/Breakout", "minatar": "minatar/breakout", "gym": "gym/CartPole-v1"}
+    for suite, protocols in PROTOCOLS.items():
+        print(f"  {suite + '/...':<12} e.g. {examples[suite]:<18} protocols: {', '.join(protocols)}")
+
+
+def run(argv: list[str]) -> int:
+    args, extra = _parser().parse_known_args(argv)
+    # key=value pairs may follow options (argparse stops collecting positionals at an option)
+    stray = [e for e in extra if e.startswith("-") or "=" not in e]
+    if stray or (extra and not hasattr(args, "overrides")):
+        raise FrugalError(f"unrecognized arguments: {' '.join(stray or extra)} (see 'frugal --help')")
+    if extra:
+        args.overrides = list(args.overrides) + extra
+    from frugal import api
+
+    if args.command == "list":
+        _list()
+        return 0
+    if args.command == "train":
+        result = api.train(
+            args.algo, args.env, args.preset, args.steps, args.seed, args.run_dir, args.overrides
+        )
+        _report_run(result)
+    elif args.command == "resume":
+        _report_run(api.resume(args.run_dir, args.steps, args.overrides))
+    elif args.command == "eval":
+        if args.episodes is not None and args.episodes < 1:
+            raise FrugalError(f"--episodes must be at least 1, got {args.episodes}")
+        result = api.evaluate(args.run_dir, episodes=args.episodes, video=args.video)
+        print(json.dumps(result, indent=2))
+    elif args.command == "compare":
+        from frugal.report import compare
+
+        result = compare(args.runs, metric=args.metric, x=args.x, out=args.out)
+        print(result.summary() if hasattr(result, "summary") else result)
+    return 0
+
+
+def _report_run(result) -> None:
+    evals = [p for p in result.metrics if "eval/return_mean" in p]
+    last = evals[-1] if evals else {}
+    print(f"run directory: {result.dir}")
+    if last:
+        print(
+            f"final evaluation at {last['env_step']:,} env steps: "
+            f"return {last['eval/return_mean']:.1f} ± {last['eval/return_std']:.1f} "
+            f"over {last['eval/episodes']} episodes"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    from frugal.runner import Interrupted
+
+    try:
+        code = run(sys.argv[1:] if argv is None else argv)
+    except FrugalError as e:
+        print(f"frugal: error: {e}", file=sys.stderr)
+        code = 2
+    except Interrupted as e:
+        print(f"frugal: {e}; checkpoint saved, continue with 'frugal resume'", file=sys.stderr)
+        code = 128 + e.signum
+    except KeyboardInterrupt:
+        print("frugal: interrupted", file=sys.stderr)
+        code = 128 + signal.SIGINT
+    sys.exit(code)

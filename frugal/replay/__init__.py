@@ -1,0 +1,1 @@
+"""Replay memories: uint8 frame streams with n-step returns and prioritised sampling."""

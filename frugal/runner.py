@@ -1,0 +1,246 @@
+"""The one loop: collect with vectorised envs, run exactly the updates the agent's replay ratio
+owes, evaluate, log and checkpoint. Time is counted in env steps, never in seconds, so a run's
+result does not depend on how fast the machine is."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from frugal import checkpoint
+from frugal.agents import agent_module
+from frugal.agents.base import Transition
+from frugal.config import Config
+from frugal.envs import make_env
+from frugal.evaluation import evaluate
+from frugal.metrics import MetricsWriter, Progress
+
+CHECKPOINTS = "checkpoints"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_agent(config: Config, spec, num_envs: int) -> Any:
+    module = agent_module(config.algo)
+    return module.Agent(config.agent, spec, num_envs, resolve_device(config.run.device), config.run.seed)
+
+
+def _crossed(before: int, after: int, every: int) -> bool:
+    return every > 0 and before // every != after // every
+
+
+class Interrupted(Exception):
+    """Raised after a SIGINT/SIGTERM once the checkpoint is safely written."""
+
+    def __init__(self, signum: int, env_step: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name} at env step {env_step}")
+        self.signum = signum
+
+
+class Runner:
+    def __init__(self, config: Config, run_dir: Path, resume: bool = False):
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / CHECKPOINTS
+        run = config.run
+        random.seed(run.seed)
+        np.random.seed(run.seed % 2**32)
+        torch.manual_seed(run.seed)
+        self.env = make_env(config.env, config.env.num_envs, training=True)
+        self.agent = build_agent(config, self.env.spec, config.env.num_envs)
+        self.act_rng = np.random.default_rng([run.seed, 1])
+        self.env_step = 0
+        self.updates = 0
+        self.wall_s = 0.0
+        self.episode_returns = np.zeros(config.env.num_envs)
+        self.episode_lengths = np.zeros(config.env.num_envs, dtype=np.int64)
+        self._metrics_offset: int | None = None
+        if resume:
+            self._metrics_offset = self._restore(checkpoint.load(checkpoint.latest(self.ckpt_dir)))
+        else:
+            self.obs = self.env.reset(run.seed)
+            self.first = np.ones(config.env.num_envs, dtype=bool)
+            self.act_state = self.agent.initial_act_state(config.env.num_envs)
+        self.metrics: MetricsWriter | None = None
+        self._pending: dict[str, list[float]] = defaultdict(list)
+        self._stop_signal: int | None = None
+
+    # ----------------------------------------------------------------------------- the loop
+
+    def run(self) -> None:
+        run = self.config.run
+        resumed = self._metrics_offset is not None
+        self.metrics = MetricsWriter(
+            self.run_dir, self._metrics_offset, purge_step=self.env_step if resumed else None
+        )
+        progress = Progress(run.steps, self.env_step, run.progress)
+        start_updates, last_return = self.updates, None
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        t0 = time.perf_counter() - self.wall_s
+        try:
+            while self.env_step < run.steps and self._stop_signal is None:
+                before = self.env_step
+                self._collect_step()
+                while self.updates < self.agent.updates_due(self.env_step):
+                    for key, value in self.agent.update().items():
+                        self._pending[key].append(value)
+                    self.updates += 1
+                self.wall_s = time.perf_counter() - t0
+                if self._pending["train/episode_return"]:
+                    last_return = self._pending["train/episode_return"][-1]
+                progress.update(self.env_step, self.updates, start_updates, last_return)
+                end = self.env_step >= run.steps
+                do_eval = end or _crossed(before, self.env_step, run.eval_every)
+                if do_eval or end or _crossed(before, self.env_step, run.log_every):
+                    self._log(evaluate_now=do_eval)
+                if end or _crossed(before, self.env_step, run.checkpoint_every):
+                    self.save()
+            if self._stop_signal is not None:
+                self.save()
+                raise Interrupted(self._stop_signal, self.env_step)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            progress.close()
+            self.metrics.close()
+            self.env.close()
+
+    def _on_signal(self, signum, frame) -> None:
+        self._stop_signal = signum  # finish the current step, checkpoint, then stop
+
+    def _collect_step(self) -> None:
+        actions, self.act_state = self.agent.act(
+            self.obs, self.act_state, self.first, explore=True, rng=self.act_rng
+        )
+        result = self.env.step(actions)
+        self.agent.observe(
+            Transition(
+                obs=self.obs,
+                action=actions,
+                reward=result.reward,
+                terminated=result.terminated,
+                truncated=result.truncated,
+                reset=result.reset,
+                next_obs=result.obs,
+                final_obs=result.final_obs,
+            )
+        )
+        self.episode_returns += result.reward
+        self.episode_lengths += 1
+        for i in np.flatnonzero(result.reset):
+            self._pending["train/episode_return"].append(float(self.episode_returns[i]))
+            self._pending["train/episode_length"].append(float(self.episode_lengths[i]))
+            self.episode_returns[i] = 0.0
+            self.episode_lengths[i] = 0
+        self.obs, self.first = result.obs, result.reset
+        self.env_step += self.config.env.num_envs
+
+    def _log(self, evaluate_now: bool) -> None:
+        point: dict[str, Any] = {
+            "env_step": self.env_step,
+            "update": self.updates,
+            "wall_s": round(self.wall_s, 3),
+        }
+        episodes = len(self._pending.get("train/episode_return", []))
+        for key, values in self._pending.items():
+            if values:
+                point[key] = float(np.mean(values))
+        if episodes:
+            point["train/episodes"] = episodes
+        self._pending.clear()
+        if evaluate_now:
+            point.update(self.evaluate())
+        if self.wall_s > 0:
+            point["perf/env_steps_per_s"] = round(self.env_step / self.wall_s, 2)
+        self.metrics.write(point)
+
+    def evaluate(self, video: str | Path | None = None, episodes: int | None = None):
+        run = self.config.run
+        return evaluate(
+            self.agent,
+            self.config.env,
+            episodes or run.eval_episodes,
+            run.eval_envs,
+            # a fixed stream per evaluation point: the same whether or not the run was resumed
+            seed=int(np.random.default_rng([run.seed, 2, self.env_step]).integers(2**31)),
+            video=video,
+        )
+
+    # ---------------------------------------------------------------------------- checkpoints
+
+    def save(self) -> Path:
+        state = {
+            "env_step": self.env_step,
+            "updates": self.updates,
+            "wall_s": self.wall_s,
+            "metrics_offset": self.metrics.offset(),
+            "agent": self.agent.state_dict(),
+            "act_rng": self.act_rng.bit_generator.state,
+            "rng": {
+                "python": _python_rng_state(),
+                "numpy": np.random.get_state(legacy=False)["state"]["key"].tolist(),
+                "numpy_pos": int(np.random.get_state(legacy=False)["state"]["pos"]),
+                "torch": torch.get_rng_state(),
+            },
+        }
+        if self.env.capturable:
+            state["env"] = {
+                "state": self.env.get_state(),
+                "obs": self.obs,
+                "first": self.first,
+                "act_state": self.act_state,
+                "episode_returns": self.episode_returns,
+                "episode_lengths": self.episode_lengths,
+            }
+        name = f"step-{self.env_step:012d}"
+        return checkpoint.save(self.ckpt_dir, name, state, keep=self.config.run.keep_checkpoints)
+
+    def _restore(self, state: dict[str, Any]) -> int:
+        self.env_step = int(state["env_step"])
+        self.updates = int(state["updates"])
+        self.wall_s = float(state["wall_s"])
+        self.agent.load_state_dict(state["agent"])
+        self.act_rng.bit_generator.state = state["act_rng"]
+        rng = state["rng"]
+        random.setstate(_python_rng_from(rng["python"]))
+        np.random.set_state(("MT19937", np.array(rng["numpy"], dtype=np.uint32), rng["numpy_pos"]))
+        torch.set_rng_state(rng["torch"])
+        n = self.config.env.num_envs
+        if "env" in state:
+            saved = state["env"]
+            self.obs = self.env.reset(self.config.run.seed)
+            self.env.set_state(saved["state"])
+            self.obs = saved["obs"]
+            self.first = saved["first"]
+            self.act_state = saved["act_state"]
+            self.episode_returns = saved["episode_returns"].copy()
+            self.episode_lengths = saved["episode_lengths"].copy()
+        else:
+            # the emulator state cannot be captured: games in progress restart
+            seed = int(np.random.default_rng([self.config.run.seed, 3, self.env_step]).integers(2**31))
+            self.obs = self.env.reset(seed)
+            self.first = np.ones(n, dtype=bool)
+            self.act_state = self.agent.initial_act_state(n)
+            self.agent.restart(self.obs)
+        return int(state["metrics_offset"])
+
+
+def _python_rng_state() -> list:
+    version, internal, gauss = random.getstate()
+    return [version, list(internal), gauss]
+
+
+def _python_rng_from(saved: list) -> tuple:
+    version, internal, gauss = saved
+    return (version, tuple(internal), gauss)
