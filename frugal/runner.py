@@ -89,10 +89,14 @@ class Runner:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         t0 = time.perf_counter() - self.wall_s
         try:
-            while self.env_step < run.steps and self._stop_signal is None:
-                before = self.env_step
-                self._collect_step()
-                while self.updates < self.agent.updates_due(self.env_step):
+            while not self._finished() and self._stop_signal is None:
+                before = self.env_step, self.updates
+                if self.env_step < run.steps:
+                    self._collect_step()
+                    due = self.agent.updates_due(self.env_step)
+                else:  # training that the agent schedules after collection ends
+                    due = self.updates + 1
+                while self.updates < due:
                     for key, value in self.agent.update().items():
                         self._pending[key].append(value)
                     self.updates += 1
@@ -100,11 +104,14 @@ class Runner:
                 if self._pending["train/episode_return"]:
                     last_return = self._pending["train/episode_return"][-1]
                 progress.update(self.env_step, self.updates, start_updates, last_return)
-                end = self.env_step >= run.steps
-                do_eval = end or _crossed(before, self.env_step, run.eval_every)
-                if do_eval or end or _crossed(before, self.env_step, run.log_every):
+                # intervals count env steps, and updates once collection has ended
+                clock = 0 if before[0] < run.steps else 1
+                then, now = before[clock], (self.env_step, self.updates)[clock]
+                end = self._finished()
+                do_eval = end or _crossed(then, now, run.eval_every)
+                if do_eval or _crossed(then, now, run.log_every):
                     self._log(evaluate_now=do_eval)
-                if end or _crossed(before, self.env_step, run.checkpoint_every):
+                if end or _crossed(then, now, run.checkpoint_every):
                     self.save()
             if self._stop_signal is not None:
                 self.save()
@@ -115,6 +122,10 @@ class Runner:
             progress.close()
             self.metrics.close()
             self.env.close()
+
+    def _finished(self) -> bool:
+        steps = self.config.run.steps
+        return self.env_step >= steps and self.updates >= self.agent.final_updates_due(steps)
 
     def _on_signal(self, signum, frame) -> None:
         self._stop_signal = signum  # finish the current step, checkpoint, then stop

@@ -10,6 +10,9 @@ from frugal.errors import unknown
 
 ALGORITHMS: dict[str, str] = {
     "dqn": "frugal.agents.dqn",
+    "ppo": "frugal.agents.ppo",
+    "dreamerv3": "frugal.agents.dreamer",
+    "efficientzero": "frugal.agents.efficientzero",
 }
 
 

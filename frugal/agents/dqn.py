@@ -204,6 +204,9 @@ class Agent:
         start = max(self.cfg.learning_starts, self.cfg.batch_size)
         return ratio_updates_due(env_step, self.cfg.replay_ratio, start)
 
+    def final_updates_due(self, total_env_steps: int) -> int:
+        return self.updates_due(total_env_steps)
+
     def per_beta(self) -> float:
         frac = min(1.0, self.env_steps / max(1, 10 * self.cfg.eps_decay_steps))
         return self.cfg.per_beta_start + frac * (1.0 - self.cfg.per_beta_start)
