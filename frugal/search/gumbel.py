@@ -1,0 +1,230 @@
+"""Gumbel MuZero search kernels (Danihelka et al. 2022; mctx `gumbel_muzero_policy` semantics).
+
+Completed Q at a node: a visited action keeps Q(a) = r + discount * V(child); an unvisited one
+gets the mixed value (v + sum N * sum_visited(pi q) / sum_visited(pi)) / (1 + sum N), pi =
+softmax(prior logits). The completed Q are rescaled to [0, 1] by their min-max over the node's
+(valid) actions and sigma(q) = (c_visit + max_b N(b)) * c_scale * q.
+
+Root: at simulation s only actions whose visit count equals the sequential-halving schedule's
+entry may be chosen; among them the argmax of g + logits + sigma (g: Gumbel noise). Interior:
+deterministic argmax of softmax(logits + sigma) - N / (1 + sum N).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from frugal.search.lowlevel import f32_at, gather_embedding, store_new_embeddings
+from frugal.search.tree import expand_and_backup
+
+TINY = np.finfo(np.float64).tiny
+RESCALE_EPSILON = 1e-8
+LOW_LOGIT = -1e9  # mctx's floor on g + logits + sigma before masking non-considered actions
+
+# Layout of the float64 `params` array handed to the kernels.
+P_DISCOUNT, P_C_VISIT, P_C_SCALE = range(3)
+
+
+@njit(cache=True)
+def sigma_completed(b, n, at_root, children, logits, visits, value_sum, raw_value, reward,
+                    invalid, params, sigma):  # fmt: skip
+    """Fill sigma [A] with sigma(rescaled completed Q) of node n of root b (0 on invalid root
+    actions). Returns the sum of the children's visits."""
+    num_actions = children.shape[2]
+    discount = params[P_DISCOUNT]
+    top = -np.inf
+    for a in range(num_actions):
+        if logits[b, n, a] > top:
+            top = logits[b, n, a]
+    z = 0.0
+    for a in range(num_actions):
+        z += math.exp(logits[b, n, a] - top)
+    sum_visits = 0
+    max_visits = 0
+    sum_probs = 0.0
+    weighted = 0.0
+    for a in range(num_actions):
+        c = children[b, n, a]
+        if c >= 0:
+            nv = visits[b, c]
+            q = reward[b, c] + discount * value_sum[b, c] / nv
+            sigma[a] = q
+            sum_visits += nv
+            if nv > max_visits:
+                max_visits = nv
+            p = max(math.exp(logits[b, n, a] - top) / z, TINY)
+            sum_probs += p
+            weighted += p * q
+    if sum_visits > 0:
+        weighted /= sum_probs
+    mixed = (raw_value[b, n] + sum_visits * weighted) / (sum_visits + 1)
+    lo = np.inf
+    hi = -np.inf
+    for a in range(num_actions):
+        if at_root and invalid[b, a]:
+            continue
+        if children[b, n, a] < 0:
+            sigma[a] = mixed
+        if sigma[a] < lo:
+            lo = sigma[a]
+        if sigma[a] > hi:
+            hi = sigma[a]
+    scale = (params[P_C_VISIT] + max_visits) * params[P_C_SCALE]
+    span = max(hi - lo, RESCALE_EPSILON)
+    for a in range(num_actions):
+        if at_root and invalid[b, a]:
+            sigma[a] = 0.0
+        else:
+            sigma[a] = scale * ((sigma[a] - lo) / span)
+    return sum_visits
+
+
+@njit(cache=True)
+def root_choice(b, considered_visit, children, logits, visits, invalid, gumbel, sigma):
+    """Argmax of max(LOW_LOGIT, g + logits - max logits + sigma) over the valid root actions
+    whose visit count equals considered_visit (first index on ties)."""
+    num_actions = children.shape[2]
+    top = -np.inf
+    for a in range(num_actions):
+        if logits[b, 0, a] > top:
+            top = logits[b, 0, a]
+    best = -np.inf
+    choice = -1
+    for a in range(num_actions):
+        if invalid[b, a]:
+            continue
+        c = children[b, 0, a]
+        nv = visits[b, c] if c >= 0 else 0
+        if nv != considered_visit:
+            continue
+        score = max(LOW_LOGIT, gumbel[b, a] + (logits[b, 0, a] - top) + sigma[a])
+        if score > best:
+            best = score
+            choice = a
+    if choice < 0:  # unreachable on the schedule; keep a valid action all the same
+        for a in range(num_actions):
+            if not invalid[b, a]:
+                return a
+    return choice
+
+
+@njit(cache=True)
+def interior_choice(b, n, children, logits, visits, sigma, sum_visits):
+    """Argmax of softmax(logits + sigma) - N / (1 + sum N) at node n (first index on ties)."""
+    num_actions = children.shape[2]
+    top = -np.inf
+    for a in range(num_actions):
+        x = logits[b, n, a] + sigma[a]
+        if x > top:
+            top = x
+    z = 0.0
+    for a in range(num_actions):
+        z += math.exp(logits[b, n, a] + sigma[a] - top)
+    best = -np.inf
+    choice = 0
+    for a in range(num_actions):
+        c = children[b, n, a]
+        nv = visits[b, c] if c >= 0 else 0
+        score = math.exp(logits[b, n, a] + sigma[a] - top) / z - nv / (1.0 + sum_visits)
+        if score > best:
+            best = score
+            choice = a
+    return choice
+
+
+@njit(cache=True)
+def select_leaf(b, s, children, logits, visits, value_sum, raw_value, reward, invalid, gumbel,
+                table, num_considered, params, sigma):  # fmt: skip
+    """Descend root b for simulation s to an unexpanded edge. Returns (parent node, action)."""
+    sigma_completed(b, 0, True, children, logits, visits, value_sum, raw_value, reward, invalid,
+                    params, sigma)  # fmt: skip
+    a = root_choice(b, table[num_considered[b], s], children, logits, visits, invalid, gumbel,
+                    sigma)  # fmt: skip
+    n = 0
+    while True:
+        c = children[b, n, a]
+        if c < 0:
+            return n, a
+        n = c
+        sum_visits = sigma_completed(b, n, False, children, logits, visits, value_sum, raw_value,
+                                     reward, invalid, params, sigma)  # fmt: skip
+        a = interior_choice(b, n, children, logits, visits, sigma, sum_visits)
+
+
+@njit(cache=True)
+def simulate(
+    s, children, logits, visits, value_sum, raw_value, reward, parent, invalid, gumbel, table,
+    num_considered, params, r_ptr, r_stride, v_ptr, v_stride, l_ptr, l_stride0, l_stride1,
+    sel_flat, sel_action, store, gbuf, leaf_nbytes, leaf_off, leaf_ptrs,
+):  # fmt: skip
+    """Same contract as `puct.simulate`: expand + back up simulation s - 1, select simulation s."""
+    num_roots, num_nodes, num_actions = children.shape
+    num_sims = sel_action.shape[0]
+    discount = params[P_DISCOUNT]
+    sigma = np.empty(num_actions, dtype=np.float64)
+    no_minmax = np.empty((1, 2), dtype=np.float64)  # Gumbel keeps no min-max statistics
+    if s > 0:
+        node = s
+        rewards = f32_at(r_ptr, (num_roots - 1) * r_stride + 1)
+        values = f32_at(v_ptr, (num_roots - 1) * v_stride + 1)
+        new_logits = f32_at(l_ptr, (num_roots - 1) * l_stride0 + (num_actions - 1) * l_stride1 + 1)
+        store_new_embeddings(store, node, leaf_ptrs, leaf_nbytes, leaf_off)
+        for b in range(num_roots):
+            row = b * l_stride0
+            for a in range(num_actions):
+                logits[b, node, a] = new_logits[row + a * l_stride1]
+            p = sel_flat[s - 1, b] - b * num_nodes
+            expand_and_backup(
+                b, node, p, sel_action[s - 1, b], np.float64(rewards[b * r_stride]),
+                np.float64(values[b * v_stride]), discount, children, visits, value_sum,
+                raw_value, reward, parent, no_minmax, False,
+            )  # fmt: skip
+    if s < num_sims:
+        for b in range(num_roots):
+            p, a = select_leaf(b, s, children, logits, visits, value_sum, raw_value, reward,
+                               invalid, gumbel, table, num_considered, params, sigma)  # fmt: skip
+            sel_flat[s, b] = b * num_nodes + p
+            sel_action[s, b] = a
+            gather_embedding(store, b, p, s, num_sims, gbuf, leaf_nbytes, leaf_off)
+
+
+@njit(cache=True)
+def finish(children, logits, visits, value_sum, raw_value, reward, invalid, gumbel, params,
+           visit_counts, qvalues, weights, root_value, action):  # fmt: skip
+    """Root statistics: visit_counts [B, A], qvalues [B, A], weights [B, A] = softmax(logits +
+    sigma) over valid actions, root_value [B], action [B] = the best of the most visited."""
+    num_roots, _, num_actions = children.shape
+    discount = params[P_DISCOUNT]
+    sigma = np.empty(num_actions, dtype=np.float64)
+    for b in range(num_roots):
+        root_value[b] = value_sum[b, 0] / visits[b, 0]
+        sigma_completed(b, 0, True, children, logits, visits, value_sum, raw_value, reward,
+                        invalid, params, sigma)  # fmt: skip
+        most = 0
+        for a in range(num_actions):
+            c = children[b, 0, a]
+            if c >= 0:
+                visit_counts[b, a] = visits[b, c]
+                qvalues[b, a] = reward[b, c] + discount * value_sum[b, c] / visits[b, c]
+                if visits[b, c] > most:
+                    most = visits[b, c]
+            else:
+                visit_counts[b, a] = 0
+                qvalues[b, a] = 0.0
+        action[b] = root_choice(b, most, children, logits, visits, invalid, gumbel, sigma)
+        top = -np.inf
+        for a in range(num_actions):
+            if not invalid[b, a] and logits[b, 0, a] + sigma[a] > top:
+                top = logits[b, 0, a] + sigma[a]
+        z = 0.0
+        for a in range(num_actions):
+            if invalid[b, a]:
+                weights[b, a] = 0.0
+            else:
+                weights[b, a] = math.exp(logits[b, 0, a] + sigma[a] - top)
+                z += weights[b, a]
+        for a in range(num_actions):
+            weights[b, a] /= z
