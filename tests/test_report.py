@@ -322,10 +322,19 @@ def test_protocol_mismatch_warning_names_the_setting(tmp_path):
     assert "atari100k (P1)" in md
 
 
-def test_same_protocol_different_vectorization_no_warning(tmp_path):
+def test_no_warning_for_vectorization_or_equal_values(tmp_path):
     make_run(tmp_path, "a", [(1000, 1.0)], env_settings=dict(num_envs=4, vectorization="async"))
-    make_run(tmp_path, "b", [(1000, 2.0)], algo="ppo")
-    assert compare([tmp_path], out=tmp_path / "o").warnings == []
+    make_run(tmp_path, "b", [(1000, 2.0)], preset="x")
+    # 0 and 0.0 are the same setting
+    make_run(tmp_path, "c", [(1000, 3.0)], env="atari/Pong", env_settings=dict(sticky_actions=0))
+    make_run(tmp_path, "d", [(1000, 4.0)], "ppo", env="atari/Pong")
+    (tmp_path / "o").mkdir()  # not a run: ignored when searching tmp_path
+    res = compare([tmp_path], out=tmp_path / "o")
+    assert [(g.algo, g.preset) for g in res.groups] == [
+        ("dqn", "cartpole"), ("ppo", "cartpole"), ("dqn", "cartpole"), ("dqn", "x")
+    ]  # fmt: skip
+    assert res.warnings == []
+    assert "(P1)" not in res.report.read_text()  # one protocol per env: no P labels
 
 
 def test_truncated_last_line_is_skipped_silently(tmp_path):

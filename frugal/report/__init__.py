@@ -41,7 +41,7 @@ import numpy as np
 
 from frugal.errors import FrugalError
 from frugal.report import atari
-from frugal.report.runs import X_KEYS, Run, find_runs, load_run, resolve_metric
+from frugal.report.runs import X_KEYS, Run, find_runs, load_run, resolve_metric, setting_key
 from frugal.report.stats import Curve, bootstrap_ci, iqm, seed_curve
 
 __all__ = ["CompareResult", "GameScore", "Group", "HnsSummary", "SeedScore", "compare"]
@@ -165,7 +165,7 @@ def compare(
             usable.append(r)
 
     groups = _groups(usable, metric, x, notes)
-    warnings += _protocol_warnings(loaded)
+    warnings += _protocol_warnings(usable)
     warnings += _duplicate_seeds(groups)
 
     hns_metric = (
@@ -262,7 +262,7 @@ def _num(v: float) -> str:
 
 
 def _who(runs: list[Run]) -> str:
-    """'dqn (atari100k) seeds 0, 1; ppo (machado) seed 0'"""
+    """'dqn (atari100k) seeds 0, 1 + ppo (machado) seed 0'"""
     by: dict[str, list[str]] = {}
     for r in runs:
         by.setdefault(f"{r.algo} ({r.preset})", []).append(
@@ -281,12 +281,14 @@ def _protocol_warnings(runs: list[Run]) -> list[str]:
         )
         keys = ["protocol"] + sorted({k for r in rs for k in r.settings})
         for k in keys:
-            by: dict[str, list[Run]] = {}
+            by: dict[tuple, list[Run]] = {}
+            shown: dict[tuple, str] = {}
             for r in rs:
                 v = r.protocol if k == "protocol" else r.settings.get(k)
-                by.setdefault(_value(v), []).append(r)
+                by.setdefault(setting_key(v), []).append(r)
+                shown.setdefault(setting_key(v), _value(v))
             if len(by) > 1:
-                parts = "; ".join(f"{v}: {_who(group)}" for v, group in by.items())
+                parts = "; ".join(f"{shown[v]}: {_who(group)}" for v, group in by.items())
                 out.append(
                     f"{env}: runs differ in {k} ({parts}); "
                     f"scores under different protocols are not comparable"
@@ -416,7 +418,7 @@ def _slug(env: str) -> str:
 def _show(path: Path) -> str:
     """A path relative to the working directory when it is below it."""
     try:
-        return str(path.relative_to(Path.cwd()))
+        return str(path.relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
 

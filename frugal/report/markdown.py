@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from frugal.report import atari
 from frugal.report.plot import X_LABELS
+from frugal.report.runs import setting_key
 from frugal.report.stats import LEVEL, N_BOOT, SEED
 
 if TYPE_CHECKING:
@@ -94,21 +95,22 @@ def _protocol_ids(runs: list[Run]) -> tuple[dict[str, str], list[tuple[str, str,
 
     distinct: dict[tuple, list[Run]] = {}
     for r in runs:
-        key = (r.protocol, tuple((k, _value(v)) for k, v in r.settings.items()))
+        key = (r.protocol, tuple(sorted((k, setting_key(v)) for k, v in r.settings.items())))
         distinct.setdefault(key, []).append(r)
     # settings that differ between the protocols are shown in bold
-    differ = {
-        k
-        for k in {k for _, s in distinct for k, _ in s}
-        if len({dict(s).get(k) for _, s in distinct}) > 1
-    }
+    keys = {k for _, settings in distinct for k, _ in settings}
+    unset = setting_key(None)
+    differ = {k for k in keys if len({dict(s).get(k, unset) for _, s in distinct}) > 1}
     labels: dict[str, str] = {}
     rows = []
-    for i, ((name, settings), rs) in enumerate(distinct.items()):
+    for i, ((name, _), rs) in enumerate(distinct.items()):
         label = name if len(distinct) == 1 else f"{name} (P{i + 1})"
         for r in rs:
             labels[str(r.path)] = label
-        text = ", ".join(f"**{k}={v}**" if k in differ else f"{k}={v}" for k, v in settings)
+        text = ", ".join(
+            f"**{k}={_value(v)}**" if k in differ else f"{k}={_value(v)}"
+            for k, v in rs[0].settings.items()
+        )
         rows.append((label, text, rs))
     return labels, rows
 

@@ -71,6 +71,15 @@ class Run:
         return None
 
 
+def setting_key(v: Any) -> tuple:
+    """What makes two config values the same setting: 0 and 0.0 are, true and 1 are not."""
+    if isinstance(v, bool) or v is None:
+        return ("const", v)
+    if isinstance(v, int | float):
+        return ("number", float(v))
+    return ("other", str(v))
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
