@@ -203,7 +203,9 @@ def _atari_section(res: CompareResult) -> list[str]:
         out += [
             "Published Atari 100k scores (`atari100k_published.csv`: EfficientZero V1, "
             "EfficientZero V2, BBF at replay ratio 8, DreamerV3 2024) are shown for runs under the "
-            "`atari100k` protocol, as HNS (raw score); they are at 100k agent steps (400k frames).",
+            "`atari100k` protocol, as HNS (raw score); they are at 100k agent steps (400k frames). "
+            "EfficientZero reports the mean of 32 evaluation episodes at the end of training, "
+            "DreamerV3 the mean return of its training episodes in the last 10k frames.",
             "",
         ]
     if res.games:
