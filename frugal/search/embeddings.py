@@ -181,9 +181,7 @@ class DeviceEmbeddings:
         return {d: sel_row.to(d, non_blocking=True) for d in self._devices}
 
     def batch_from(self, flat_index: dict[torch.device, torch.Tensor]) -> Any:
-        gathered = [
-            flat.index_select(0, flat_index[flat.device][0]) for flat in self._flat
-        ]
+        gathered = [flat.index_select(0, flat_index[flat.device][0]) for flat in self._flat]
         return self._rebuild(gathered)
 
     def put_at(self, node: int, embedding: Any) -> None:

@@ -126,7 +126,9 @@ def _invalid_mask(invalid_actions, num_roots: int, num_actions: int) -> np.ndarr
         )
     invalid = _host_array(invalid_actions.bool(), np.bool_)
     if invalid.all(axis=1).any():
-        raise ValueError("every root needs at least one valid action (invalid_actions row all True)")
+        raise ValueError(
+            "every root needs at least one valid action (invalid_actions row all True)"
+        )
     return invalid
 
 
