@@ -229,6 +229,11 @@ def test_compare_two_groups_three_seeds(tmp_path):
     assert "| ppo | cartpole | 1 | 100.0 | 2,000 | 2,000 | 20.0 s | gym |" in md
     assert "env.sticky_actions=null" in md and "run.eval_episodes=10" in md
     assert "Atari" not in md
+    text = res.summary()  # what the CLI prints
+    assert (
+        "gym/CartPole-v1  dqn (cartpole)  eval/return_mean 20.00  [10.00, 30.00]  (3 seeds)" in text
+    )
+    assert f"report: {out / 'report.md'}" in text
     rows = list(csv.DictReader(res.scores_csv.open()))
     assert len(rows) == 6 and rows[0]["algo"] == "dqn" and float(rows[2]["final"]) == 30.0
 

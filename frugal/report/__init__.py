@@ -129,6 +129,29 @@ class CompareResult:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
+    def summary(self) -> str:
+        """A few lines for the console: final scores per group, HNS, warnings, where the files
+        are."""
+        from frugal.report.markdown import fmt, fmt_hns
+
+        lines = []
+        width = max((len(f"{g.env}  {g.label}") for g in self.groups), default=0)
+        for g in self.groups:
+            name = f"{g.env}  {g.label}".ljust(width)
+            ci = "" if len(g.seeds) == 1 else f"  [{fmt(g.ci_low)}, {fmt(g.ci_high)}]"
+            seeds = f"{len(g.seeds)} seed{'s' * (len(g.seeds) != 1)}"
+            lines.append(f"{name}  {self.metric} {fmt(g.mean)}{ci}  ({seeds})")
+        for h in self.hns_summary:
+            if not h.published:
+                lines.append(
+                    f"HNS over {len(h.games)} game{'s' * (len(h.games) != 1)}, {h.name}: "
+                    f"mean {fmt_hns(h.mean)}, median {fmt_hns(h.median)}, IQM {fmt_hns(h.iqm)}"
+                )
+        lines += [f"warning: {w}" for w in self.warnings]
+        lines.append(f"report: {self.report}")
+        lines += [f"curves: {p}" for p in self.plots.values()]
+        return "\n".join(lines)
+
 
 def compare(
     runs: list[str | Path] | str | Path,
