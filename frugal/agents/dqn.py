@@ -14,6 +14,7 @@ from torch.nn import functional as F
 
 from frugal.agents.base import ActState, EnvSpec, Transition, ratio_updates_due
 from frugal.config import Preset
+from frugal.errors import FrugalError
 from frugal.nets.torsos import make_torso, mlp
 from frugal.replay.streams import StreamReplay
 
@@ -147,7 +148,10 @@ class Agent:
 
     def __init__(self, cfg: Config, spec: EnvSpec, num_envs: int, device: torch.device, seed: int):
         if not spec.discrete:
-            raise ValueError("DQN needs a discrete action space; use ppo for continuous control")
+            raise FrugalError(
+                "dqn needs a discrete action space; use ppo, efficientzero or dreamerv3 for "
+                "continuous control"
+            )
         self.cfg, self.spec, self.device = cfg, spec, device
         self.q = QNetwork(spec, cfg).to(device)
         self.q_target = QNetwork(spec, cfg).to(device)
