@@ -538,6 +538,25 @@ class Agent:
         done = self.updates * self.num_envs * self.cfg.num_steps
         return max(0.0, 1.0 - done / self.cfg.anneal_steps)
 
+    @torch.no_grad()
+    def advantages(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """GAE advantages and returns [T, N] of the full rollout. The successor value of step t
+        is V(obs[t+1]) from the rollout, V(final obs) where the episode was truncated, and
+        V(last_next_obs) for the last step."""
+        b = self.buffer
+        last_value = self.net.value(self.last_next_obs)
+        next_values = torch.cat([b["values"][1:], last_value[None]])
+        next_values = torch.where(b["bootstrap"], b["final_values"], next_values)
+        return gae(
+            b["rewards"],
+            b["values"],
+            next_values,
+            b["terminated"],
+            b["cut"],
+            self.cfg.gamma,
+            self.cfg.gae_lambda,
+        )
+
     def update(self) -> dict[str, float]:
         cfg, b = self.cfg, self.buffer
         if self.pos != cfg.num_steps:
@@ -548,19 +567,7 @@ class Agent:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-        with torch.no_grad():
-            last_value = self.net.value(self.last_next_obs)
-            next_values = torch.cat([b["values"][1:], last_value[None]])
-            next_values = torch.where(b["bootstrap"], b["final_values"], next_values)
-            advantages, returns = gae(
-                b["rewards"],
-                b["values"],
-                next_values,
-                b["terminated"],
-                b["cut"],
-                cfg.gamma,
-                cfg.gae_lambda,
-            )
+        advantages, returns = self.advantages()
         size = cfg.num_steps * self.num_envs
         obs = b["obs"].reshape(size, *self.spec.obs_shape)
         actions = b["actions"].reshape(size, *b["actions"].shape[2:])
@@ -613,7 +620,7 @@ class Agent:
         metrics["train/lr"] = lr
         metrics["train/clip_range"] = clip
         if not self.spec.discrete:
-            metrics["train/action_std"] = float(self.net.log_std.exp().mean())
+            metrics["train/action_std"] = float(self.net.log_std.detach().exp().mean())
         return metrics
 
     # -------------------------------------------------------------------------------- state
