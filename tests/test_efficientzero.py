@@ -208,3 +208,130 @@ def test_segment_replay_state_round_trip():
     np.testing.assert_array_equal(s1.index, s2.index)
     np.testing.assert_array_equal(s1.weights, s2.weights)
     np.testing.assert_array_equal(a.policy, b.policy)
+
+
+# ------------------------------------------------------------------------------ agent pieces
+
+from frugal.agents import efficientzero as ez  # noqa: E402
+
+
+def test_consistency_gradient_flows_only_through_the_online_branch():
+    online = torch.randn(4, 8, requires_grad=True)
+    target = torch.randn(4, 8, requires_grad=True)
+    loss = ez.consistency_loss(online, target)
+    assert loss.shape == (4,)
+    loss.sum().backward()
+    assert online.grad is not None and online.grad.abs().sum() > 0
+    assert target.grad is None, "the target branch must be stop-gradient"
+    same = ez.consistency_loss(target.detach(), target.detach())
+    torch.testing.assert_close(same, -torch.ones(4))
+
+
+def test_consistency_in_the_network_only_trains_the_online_path():
+    from frugal.nets.muzero import MuZeroNet, NetConfig
+
+    net = MuZeroNet(
+        NetConfig(
+            obs_shape=(4,),
+            num_actions=2,
+            hidden=16,
+            latent=8,
+            fc=(16,),
+            value_bins=5,
+            reward_bins=5,
+            proj_hidden=16,
+            proj_out=8,
+            pred_hidden=8,
+        )
+    )
+    obs = torch.randn(6, 4)
+    with torch.no_grad():
+        target = net.project(net.represent(obs), with_predictor=False)
+    s, _, _ = net.dynamics(net.represent(obs), torch.zeros(6, dtype=torch.long))
+    ez.consistency_loss(net.project(s, with_predictor=True), target).mean().backward()
+    assert net.predictor[0].weight.grad is not None, "the predictor is on the online branch"
+    assert net.dyn_in[0].weight.grad.abs().sum() > 0
+
+
+def test_visit_temperature_schedule():
+    assert [ez.visit_temperature(u, (10, 20)) for u in (0, 9, 10, 19, 20, 99)] == [
+        1.0,
+        1.0,
+        0.5,
+        0.5,
+        0.25,
+        0.25,
+    ]
+
+
+def test_sampled_candidates_include_the_mean_and_importance_logits():
+    gen = torch.Generator().manual_seed(0)
+    mean = torch.tensor([[0.3, -0.2]])
+    std = torch.tensor([[0.5, 0.5]])
+    cand, logits = ez.sample_candidates(mean, std, 16, 4, 3.0, gen)
+    assert cand.shape == (1, 16, 2) and logits.shape == (1, 16)
+    torch.testing.assert_close(cand[0, 0], torch.tanh(mean[0]))
+    assert (cand.abs() < 1).all() and torch.isfinite(logits).all()
+    # the widened draws are on average less likely under pi than under beta
+    assert logits[0, 4:].mean() < logits[0, :4].mean()
+
+
+def test_augmentation_keeps_shape_and_shifts_within_padding():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    out = ez.augment_pixels(x, gen, pad=2)
+    assert out.shape == x.shape
+    ratio = out / ez.augment_pixels(x, torch.Generator().manual_seed(1), pad=2)
+    torch.testing.assert_close(ratio, torch.ones_like(ratio)), "same generator, same result"
+
+
+# ------------------------------------------------------------------------------- in a run
+
+import frugal  # noqa: E402
+
+FAST = [
+    "run.progress=false",
+    "env.num_envs=2",
+    "run.eval_episodes=2",
+    "run.eval_envs=2",
+    "agent.num_simulations=4",
+    "agent.batch_size=16",
+    "agent.learning_starts=64",
+    "run.eval_every=128",
+    "run.log_every=64",
+    "run.checkpoint_every=128",
+]
+
+
+def _stable(points):
+    return [
+        {k: v for k, v in p.items() if k != "wall_s" and not k.startswith("perf/")} for p in points
+    ]
+
+
+@pytest.mark.parametrize(
+    "env_id, extra",
+    [
+        ("gym/CartPole-v1", ["agent.version=v1"]),
+        ("gym/Pendulum-v1", []),
+    ],
+    ids=["v1-cartpole", "v2-pendulum-sampled"],
+)
+def test_resume_is_exact(env_id, extra, tmp_path):
+    torch.set_num_threads(1)
+    overrides = FAST + extra
+    straight = frugal.train(
+        "efficientzero",
+        env_id,
+        steps=256,
+        seed=5,
+        run_dir=tmp_path / "straight",
+        overrides=overrides,
+    )
+    first = frugal.train(
+        "efficientzero", env_id, steps=128, seed=5, run_dir=tmp_path / "split", overrides=overrides
+    )
+    resumed = frugal.resume(first.dir, steps=256)
+    a, b = _stable(straight.metrics), _stable(resumed.metrics)
+    assert [p["env_step"] for p in a] == [p["env_step"] for p in b]
+    assert a == b

@@ -246,17 +246,18 @@ PRESETS = {
     ),
     "cartpole": Preset(
         doc="CPU-sized EfficientZero V2 for classic control (agent.version=v1 for V1): MLP "
-        "128/latent 64, discount 0.99, supports [-15,15]/[-5,5], Gumbel 8 sims (pUCT 16 for "
+        "64/latent 64, discount 0.99, supports [-15,15]/[-5,5], Gumbel 8 sims (pUCT 16 for "
         "v1), Adam 1e-3, batch 128, an update every 2 env steps, SVE after 3k updates.",
         run=dict(steps=30_000, eval_every=2_500, eval_episodes=10, checkpoint_every=10_000),
         env=dict(num_envs=4),
         agent=dict(
             version="v2",
             net="mlp",
-            hidden=128,
+            hidden=64,
             latent=64,
+            fc=(64,),
             blocks=1,
-            lstm_hidden=128,
+            lstm_hidden=64,
             proj_hidden=128,
             proj_out=128,
             pred_hidden=64,
@@ -296,6 +297,7 @@ PRESETS = {
             net="mlp",
             hidden=128,
             latent=64,
+            fc=(128,),
             blocks=1,
             proj_hidden=128,
             proj_out=128,
@@ -511,7 +513,7 @@ class Agent:
                 else:
                     nxt, rlog, _ = net.dynamics(s, act)
                 policy, vlog = net.predict(nxt)
-            nxt = nxt.float()
+            nxt_emb["s"] = nxt.float()  # same key order as the root's embedding
             if self.value_prefix:
                 prefix = rs.decode(rlog)
                 reward = prefix - emb["prefix"]
@@ -525,7 +527,6 @@ class Agent:
                 )
             else:
                 reward = rs.decode(rlog)
-            nxt_emb["s"] = nxt
             logits = self._prior(policy, nxt_emb, generator)
             return Step(reward=reward, prior_logits=logits, value=vs.decode(vlog)), nxt_emb
 

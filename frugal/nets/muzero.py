@@ -12,7 +12,8 @@ Three bodies share the interface, chosen by `NetConfig.kind`:
             conv, then fully connected layers of `fc` units.
   "conv":   small grids (MinAtar 10x10): one 3x3 conv then `blocks` residual blocks, no
             downsampling; latent [B, C, 10, 10].
-  "mlp":    vector observations: fully connected residual blocks; latent [B, latent].
+  "mlp":    vector observations: fully connected residual blocks of `hidden` units with layer
+            norm; latent [B, latent]; heads with `fc` hidden layers.
 
 The dynamics takes the action as extra input planes (one-hot planes for discrete actions, one
 constant plane per dimension for continuous ones) for conv bodies and as a concatenated vector
@@ -213,7 +214,7 @@ class MuZeroNet(nn.Module):
             latent_size = c.latent
         else:
             raise ValueError(f"unknown network kind {c.kind!r}; use resnet, conv or mlp")
-        fc = c.fc if c.kind != "mlp" else (c.hidden, c.hidden)
+        fc = tuple(c.fc)
         if c.value_prefix:
             self.lstm = nn.LSTMCell(flat, c.lstm_hidden)
             self.lstm_norm = norm(c.lstm_hidden)
