@@ -5,7 +5,7 @@ EfficientZero V2 / mctx) with numba tree kernels and the network on any device.
     out = search(Root(prior_logits, value, embedding), recurrent_fn, num_simulations=50)
 """
 
-from frugal.search.search import search
+from frugal.search.mcts import search
 from frugal.search.types import Root, SearchOutput, Step
 
 __all__ = ["Root", "SearchOutput", "Step", "search"]

@@ -1,8 +1,10 @@
 """Per-node embedding storage: every node's latent state stays on the device it came from.
 
 `HostEmbeddings` (every leaf on the CPU) keeps all leaves of all nodes in one byte array
-[B, N, W] that the numba kernels write and gather directly, so a simulation costs no torch
-indexing op. `DeviceEmbeddings` (any leaf elsewhere, e.g. CUDA) keeps one tensor [B, N, ...] per
+[B, N, W] that the numba kernels write and gather (memcpy) directly, so a simulation costs no
+torch indexing op.
+
+`DeviceEmbeddings` (any leaf elsewhere, e.g. CUDA) keeps one tensor [B, N, ...] per
 leaf on the leaf's device and gathers with `index_select` on index tensors; only the [2, B] index
 batch crosses devices.
 """
@@ -14,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from frugal.search.workspace import scratch
 
 _ALIGN = 16  # byte alignment of each leaf's block, so dtype views of the byte buffers are legal
 
@@ -85,11 +89,10 @@ def _check_leaf(leaf: Any, shape: tuple[int, ...], dtype: Any, i: int) -> None:
 
 
 class HostEmbeddings:
-    """All leaves on the CPU: byte storage handled inside the tree kernels.
+    """All leaves on the CPU: byte storage that the tree kernels write and gather directly.
 
-    store: uint8 [B, N, W], leaf i of node n of root b at [b, n, off[i] : off[i] + nbytes[i]].
-    gbuf: uint8 [S * B * W], leaf i's block [S, B, ...] starts at S * B * off[i]; its row s is the
-    batch handed to recurrent_fn at simulation s (never reused, so recurrent_fn may keep it).
+    store: uint8 [B, N, W] from this thread's workspace; leaf i of node n of root b lives at
+    store[b, n, off[i] : off[i] + nbytes[i]].
     """
 
     on_host = True
@@ -109,21 +112,19 @@ class HostEmbeddings:
         self.leaf_off = np.asarray(offsets, dtype=np.int64)
         self.leaf_ptrs = np.zeros(len(leaves), dtype=np.int64)
         self._keep: list[torch.Tensor] = []
-        store = torch.empty((num_roots, num_sims + 1, width), dtype=torch.uint8)
+        self.store = scratch("embeddings", (num_roots, num_sims + 1, width), np.uint8)
         for leaf, off, nb in zip(leaves, offsets, nbytes, strict=True):
-            flat = leaf.detach().contiguous().view(-1).view(torch.uint8).view(num_roots, nb)
-            store[:, 0, off : off + nb].copy_(flat)
-        self.store = store.numpy()
-        gbuf = torch.empty(max(num_sims, 1) * num_roots * width, dtype=torch.uint8)
-        self.gbuf = gbuf.numpy()
-        self._rows: list[tuple[torch.Tensor, ...]] = []
-        span = num_sims * num_roots
-        for (shape, dtype), off, nb in zip(self._spec, offsets, nbytes, strict=True):
-            block = gbuf[span * off : span * off + span * nb]
-            self._rows.append(block.view(dtype).view(num_sims, num_roots, *shape).unbind(0))
+            flat = leaf.detach().contiguous().view(-1).view(torch.uint8).numpy()
+            self.store[:, 0, off : off + nb] = flat.reshape(num_roots, nb)
+        # Input batches of all simulations: leaf i of simulation s is row s of a fresh
+        # [S, B, ...] tensor (never reused, so recurrent_fn may keep what it is given).
+        batches = [torch.empty((num_sims, *full), dtype=dtype) for full, (_, dtype) in
+                   zip(self._full_shapes, self._spec, strict=True)]  # fmt: skip
+        self.batch_base = np.asarray([t.data_ptr() for t in batches], dtype=np.int64)
+        self._rows = [t.unbind(0) for t in batches]
 
     def batch(self, s: int) -> Any:
-        """The embeddings gathered for simulation s (filled by the kernel that selected it)."""
+        """Simulation s's input batch (filled by the kernel call that selected it)."""
         if self._single:
             return self._rows[0][s]
         return self._rebuild([rows[s] for rows in self._rows])
@@ -155,10 +156,10 @@ class DeviceEmbeddings:
     on_host = False
     # The kernels still take byte-storage arguments; these are empty.
     store = np.zeros((0, 0, 0), dtype=np.uint8)
-    gbuf = np.zeros(0, dtype=np.uint8)
     leaf_nbytes = np.zeros(0, dtype=np.int64)
     leaf_off = np.zeros(0, dtype=np.int64)
     leaf_ptrs = np.zeros(0, dtype=np.int64)
+    batch_base = np.zeros(0, dtype=np.int64)
 
     def __init__(self, embedding: Any, num_roots: int, num_sims: int):
         leaves, self._rebuild = flatten(embedding)

@@ -18,8 +18,17 @@ import numpy as np
 from numba import njit
 
 from frugal.search.lowlevel import f32_at, gather_embedding, store_new_embeddings
-from frugal.search.tree import expand_and_backup
+from frugal.search.tree import (
+    PRIOR,
+    PROB,
+    ROOT_VALUE_SUM,
+    ROOT_VISITS,
+    VISITS,
+    Q,
+    expand_and_backup,
+)
 
+NUM_FIELDS = 6  # VISITS, VALUE_SUM, REWARD, Q, PRIOR (= logit), PROB
 TINY = np.finfo(np.float64).tiny
 RESCALE_EPSILON = 1e-8
 LOW_LOGIT = -1e9  # mctx's floor on g + logits + sigma before masking non-considered actions
@@ -29,38 +38,28 @@ P_DISCOUNT, P_C_VISIT, P_C_SCALE = range(3)
 
 
 @njit(cache=True)
-def sigma_completed(b, n, at_root, children, logits, visits, value_sum, raw_value, reward,
-                    invalid, params, sigma):  # fmt: skip
+def sigma_completed(b, n, at_root, children, edges, raw_value, invalid, params, sigma):
     """Fill sigma [A] with sigma(rescaled completed Q) of node n of root b (0 on invalid root
     actions). Returns the sum of the children's visits."""
     num_actions = children.shape[2]
-    discount = params[P_DISCOUNT]
-    top = -np.inf
-    for a in range(num_actions):
-        if logits[b, n, a] > top:
-            top = logits[b, n, a]
-    z = 0.0
-    for a in range(num_actions):
-        z += math.exp(logits[b, n, a] - top)
-    sum_visits = 0
-    max_visits = 0
+    row = edges[b, n]
+    sum_visits = 0.0
+    max_visits = 0.0
     sum_probs = 0.0
     weighted = 0.0
     for a in range(num_actions):
-        c = children[b, n, a]
-        if c >= 0:
-            nv = visits[b, c]
-            q = reward[b, c] + discount * value_sum[b, c] / nv
+        if children[b, n, a] >= 0:
+            nv = row[a, VISITS]
+            q = row[a, Q]
             sigma[a] = q
             sum_visits += nv
-            if nv > max_visits:
-                max_visits = nv
-            p = max(math.exp(logits[b, n, a] - top) / z, TINY)
+            max_visits = max(max_visits, nv)
+            p = max(row[a, PROB], TINY)
             sum_probs += p
             weighted += p * q
-    if sum_visits > 0:
+    if sum_visits > 0.0:
         weighted /= sum_probs
-    mixed = (raw_value[b, n] + sum_visits * weighted) / (sum_visits + 1)
+    mixed = (raw_value[b, n] + sum_visits * weighted) / (sum_visits + 1.0)
     lo = np.inf
     hi = -np.inf
     for a in range(num_actions):
@@ -68,10 +67,8 @@ def sigma_completed(b, n, at_root, children, logits, visits, value_sum, raw_valu
             continue
         if children[b, n, a] < 0:
             sigma[a] = mixed
-        if sigma[a] < lo:
-            lo = sigma[a]
-        if sigma[a] > hi:
-            hi = sigma[a]
+        lo = min(lo, sigma[a])
+        hi = max(hi, sigma[a])
     scale = (params[P_C_VISIT] + max_visits) * params[P_C_SCALE]
     span = max(hi - lo, RESCALE_EPSILON)
     for a in range(num_actions):
@@ -83,24 +80,23 @@ def sigma_completed(b, n, at_root, children, logits, visits, value_sum, raw_valu
 
 
 @njit(cache=True)
-def root_choice(b, considered_visit, children, logits, visits, invalid, gumbel, sigma):
+def root_choice(b, considered_visit, children, edges, invalid, gumbel, sigma):
     """Argmax of max(LOW_LOGIT, g + logits - max logits + sigma) over the valid root actions
     whose visit count equals considered_visit (first index on ties)."""
     num_actions = children.shape[2]
+    row = edges[b, 0]
     top = -np.inf
     for a in range(num_actions):
-        if logits[b, 0, a] > top:
-            top = logits[b, 0, a]
+        top = max(top, row[a, PRIOR])
     best = -np.inf
     choice = -1
     for a in range(num_actions):
         if invalid[b, a]:
             continue
-        c = children[b, 0, a]
-        nv = visits[b, c] if c >= 0 else 0
+        nv = row[a, VISITS] if children[b, 0, a] >= 0 else 0.0
         if nv != considered_visit:
             continue
-        score = max(LOW_LOGIT, gumbel[b, a] + (logits[b, 0, a] - top) + sigma[a])
+        score = max(LOW_LOGIT, gumbel[b, a] + (row[a, PRIOR] - top) + sigma[a])
         if score > best:
             best = score
             choice = a
@@ -112,23 +108,22 @@ def root_choice(b, considered_visit, children, logits, visits, invalid, gumbel, 
 
 
 @njit(cache=True)
-def interior_choice(b, n, children, logits, visits, sigma, sum_visits):
+def interior_choice(b, n, children, edges, sigma, sum_visits):
     """Argmax of softmax(logits + sigma) - N / (1 + sum N) at node n (first index on ties)."""
     num_actions = children.shape[2]
+    row = edges[b, n]
     top = -np.inf
     for a in range(num_actions):
-        x = logits[b, n, a] + sigma[a]
-        if x > top:
-            top = x
+        top = max(top, row[a, PRIOR] + sigma[a])
     z = 0.0
     for a in range(num_actions):
-        z += math.exp(logits[b, n, a] + sigma[a] - top)
+        sigma[a] = math.exp(row[a, PRIOR] + sigma[a] - top)  # sigma is scratch from here on
+        z += sigma[a]
     best = -np.inf
     choice = 0
     for a in range(num_actions):
-        c = children[b, n, a]
-        nv = visits[b, c] if c >= 0 else 0
-        score = math.exp(logits[b, n, a] + sigma[a] - top) / z - nv / (1.0 + sum_visits)
+        nv = row[a, VISITS] if children[b, n, a] >= 0 else 0.0
+        score = sigma[a] / z - nv / (1.0 + sum_visits)
         if score > best:
             best = score
             choice = a
@@ -136,29 +131,28 @@ def interior_choice(b, n, children, logits, visits, sigma, sum_visits):
 
 
 @njit(cache=True)
-def select_leaf(b, s, children, logits, visits, value_sum, raw_value, reward, invalid, gumbel,
-                table, num_considered, params, sigma):  # fmt: skip
+def select_leaf(b, s, children, edges, raw_value, invalid, gumbel, table, num_considered,
+                params, sigma):  # fmt: skip
     """Descend root b for simulation s to an unexpanded edge. Returns (parent node, action)."""
-    sigma_completed(b, 0, True, children, logits, visits, value_sum, raw_value, reward, invalid,
-                    params, sigma)  # fmt: skip
-    a = root_choice(b, table[num_considered[b], s], children, logits, visits, invalid, gumbel,
-                    sigma)  # fmt: skip
+    sigma_completed(b, 0, True, children, edges, raw_value, invalid, params, sigma)
+    considered_visit = table[num_considered[b], s]
+    a = root_choice(b, considered_visit, children, edges, invalid, gumbel, sigma)
     n = 0
     while True:
         c = children[b, n, a]
         if c < 0:
             return n, a
         n = c
-        sum_visits = sigma_completed(b, n, False, children, logits, visits, value_sum, raw_value,
-                                     reward, invalid, params, sigma)  # fmt: skip
-        a = interior_choice(b, n, children, logits, visits, sigma, sum_visits)
+        sum_visits = sigma_completed(b, n, False, children, edges, raw_value, invalid, params,
+                                     sigma)  # fmt: skip
+        a = interior_choice(b, n, children, edges, sigma, sum_visits)
 
 
 @njit(cache=True)
 def simulate(
-    s, children, logits, visits, value_sum, raw_value, reward, parent, invalid, gumbel, table,
+    s, children, edges, raw_value, parent, action, root, invalid, gumbel, table,
     num_considered, params, r_ptr, r_stride, v_ptr, v_stride, l_ptr, l_stride0, l_stride1,
-    sel_flat, sel_action, store, gbuf, leaf_nbytes, leaf_off, leaf_ptrs,
+    sel_flat, sel_action, store, leaf_nbytes, leaf_off, leaf_ptrs, batch_base,
 ):  # fmt: skip
     """Same contract as `puct.simulate`: expand + back up simulation s - 1, select simulation s."""
     num_roots, num_nodes, num_actions = children.shape
@@ -170,61 +164,68 @@ def simulate(
         node = s
         rewards = f32_at(r_ptr, (num_roots - 1) * r_stride + 1)
         values = f32_at(v_ptr, (num_roots - 1) * v_stride + 1)
-        new_logits = f32_at(l_ptr, (num_roots - 1) * l_stride0 + (num_actions - 1) * l_stride1 + 1)
+        logits = f32_at(l_ptr, (num_roots - 1) * l_stride0 + (num_actions - 1) * l_stride1 + 1)
         store_new_embeddings(store, node, leaf_ptrs, leaf_nbytes, leaf_off)
         for b in range(num_roots):
-            row = b * l_stride0
+            row = edges[b, node]
+            base = b * l_stride0
+            top = -np.inf
             for a in range(num_actions):
-                logits[b, node, a] = new_logits[row + a * l_stride1]
-            p = sel_flat[s - 1, b] - b * num_nodes
+                x = np.float64(logits[base + a * l_stride1])
+                row[a, PRIOR] = x
+                top = max(top, x)
+            total = 0.0
+            for a in range(num_actions):
+                e = math.exp(row[a, PRIOR] - top)
+                row[a, PROB] = e
+                total += e
+            for a in range(num_actions):
+                row[a, PROB] /= total
+                children[b, node, a] = -1
             expand_and_backup(
-                b, node, p, sel_action[s - 1, b], np.float64(rewards[b * r_stride]),
-                np.float64(values[b * v_stride]), discount, children, visits, value_sum,
-                raw_value, reward, parent, no_minmax, False,
+                b, node, sel_flat[s - 1, b] - b * num_nodes, sel_action[s - 1, b],
+                np.float64(rewards[b * r_stride]), np.float64(values[b * v_stride]), discount,
+                children, edges, raw_value, parent, action, root, no_minmax, False,
             )  # fmt: skip
     if s < num_sims:
         for b in range(num_roots):
-            p, a = select_leaf(b, s, children, logits, visits, value_sum, raw_value, reward,
-                               invalid, gumbel, table, num_considered, params, sigma)  # fmt: skip
+            p, a = select_leaf(b, s, children, edges, raw_value, invalid, gumbel, table,
+                               num_considered, params, sigma)  # fmt: skip
             sel_flat[s, b] = b * num_nodes + p
             sel_action[s, b] = a
-            gather_embedding(store, b, p, s, num_sims, gbuf, leaf_nbytes, leaf_off)
+            gather_embedding(store, b, p, s, leaf_nbytes, leaf_off, batch_base)
 
 
 @njit(cache=True)
-def finish(children, logits, visits, value_sum, raw_value, reward, invalid, gumbel, params,
-           visit_counts, qvalues, weights, root_value, action):  # fmt: skip
+def finish(children, edges, raw_value, root, invalid, gumbel, params, visit_counts, qvalues,
+           weights, root_value, action):  # fmt: skip
     """Root statistics: visit_counts [B, A], qvalues [B, A], weights [B, A] = softmax(logits +
     sigma) over valid actions, root_value [B], action [B] = the best of the most visited."""
     num_roots, _, num_actions = children.shape
-    discount = params[P_DISCOUNT]
     sigma = np.empty(num_actions, dtype=np.float64)
     for b in range(num_roots):
-        root_value[b] = value_sum[b, 0] / visits[b, 0]
-        sigma_completed(b, 0, True, children, logits, visits, value_sum, raw_value, reward,
-                        invalid, params, sigma)  # fmt: skip
-        most = 0
+        root_value[b] = root[b, ROOT_VALUE_SUM] / root[b, ROOT_VISITS]
+        sigma_completed(b, 0, True, children, edges, raw_value, invalid, params, sigma)
+        most = 0.0
         for a in range(num_actions):
-            c = children[b, 0, a]
-            if c >= 0:
-                visit_counts[b, a] = visits[b, c]
-                qvalues[b, a] = reward[b, c] + discount * value_sum[b, c] / visits[b, c]
-                if visits[b, c] > most:
-                    most = visits[b, c]
+            if children[b, 0, a] >= 0:
+                visit_counts[b, a] = np.int64(edges[b, 0, a, VISITS])
+                qvalues[b, a] = edges[b, 0, a, Q]
+                most = max(most, edges[b, 0, a, VISITS])
             else:
                 visit_counts[b, a] = 0
                 qvalues[b, a] = 0.0
-        action[b] = root_choice(b, most, children, logits, visits, invalid, gumbel, sigma)
+        action[b] = root_choice(b, most, children, edges, invalid, gumbel, sigma)
         top = -np.inf
         for a in range(num_actions):
-            if not invalid[b, a] and logits[b, 0, a] + sigma[a] > top:
-                top = logits[b, 0, a] + sigma[a]
+            if not invalid[b, a]:
+                top = max(top, edges[b, 0, a, PRIOR] + sigma[a])
         z = 0.0
         for a in range(num_actions):
             if invalid[b, a]:
                 weights[b, a] = 0.0
             else:
-                weights[b, a] = math.exp(logits[b, 0, a] + sigma[a] - top)
+                weights[b, a] = math.exp(edges[b, 0, a, PRIOR] + sigma[a] - top)
                 z += weights[b, a]
         for a in range(num_actions):
             weights[b, a] /= z

@@ -35,12 +35,6 @@ def f32_at(address, length):
 
 
 @njit(cache=True)
-def u8_at(address, length):
-    """uint8 [length] view of the memory at `address`."""
-    return carray(_as_voidptr(address), (length,), np.uint8)
-
-
-@njit(cache=True)
 def next_random(state, i):
     """SplitMix64 step of root i's generator state (uint64 [B]); returns a uint64."""
     z = state[i] + _SPLITMIX_GAMMA
@@ -56,31 +50,42 @@ def random_below(state, i, n):
     return np.int64(next_random(state, i) % np.uint64(n))
 
 
+@intrinsic
+def _memcpy(typingctx, dst_address, src_address, count):
+    """llvm.memcpy of `count` bytes between two int64 addresses."""
+    if not all(isinstance(x, types.Integer) for x in (dst_address, src_address, count)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        dst = builder.inttoptr(args[0], cgutils.voidptr_t)
+        src = builder.inttoptr(args[1], cgutils.voidptr_t)
+        cgutils.raw_memcpy(builder, dst, src, args[2], 1)
+        return context.get_dummy_value()
+
+    return types.none(dst_address, src_address, count), codegen
+
+
 @njit(cache=True)
 def store_new_embeddings(store, node, leaf_ptrs, leaf_nbytes, leaf_off):
     """Copy the B new leaves (contiguous, at leaf_ptrs) into byte storage store[:, node].
 
     store: uint8 [B, N, W]; leaf i of root b lives at store[b, n, leaf_off[i]:+leaf_nbytes[i]].
     """
-    num_roots = store.shape[0]
+    num_roots, num_nodes, width = store.shape
+    base = store.ctypes.data
     for i in range(leaf_ptrs.shape[0]):
         nb = leaf_nbytes[i]
-        off = leaf_off[i]
-        src = u8_at(leaf_ptrs[i], num_roots * nb)
         for b in range(num_roots):
-            store[b, node, off : off + nb] = src[b * nb : (b + 1) * nb]
+            dst = base + (b * num_nodes + node) * width + leaf_off[i]
+            _memcpy(dst, leaf_ptrs[i] + b * nb, nb)
 
 
 @njit(cache=True)
-def gather_embedding(store, b, node, sim, num_sims, gbuf, leaf_nbytes, leaf_off):
-    """Copy root b's node embedding into the batch handed to recurrent_fn at simulation `sim`.
-
-    gbuf: uint8 [S * B * W]; leaf i occupies the block starting at S*B*leaf_off[i], laid out as
-    [S, B, leaf bytes] so that each simulation's batch of leaf i is one contiguous tensor.
-    """
-    num_roots = store.shape[0]
+def gather_embedding(store, b, node, s, leaf_nbytes, leaf_off, batch_base):
+    """Copy root b's node embedding into row b of simulation s's input batch: leaf i goes to the
+    contiguous [S, B, ...] tensor at batch_base[i]."""
+    num_roots, num_nodes, width = store.shape
+    src = store.ctypes.data + (b * num_nodes + node) * width
     for i in range(leaf_nbytes.shape[0]):
         nb = leaf_nbytes[i]
-        off = leaf_off[i]
-        dst = num_sims * num_roots * off + (sim * num_roots + b) * nb
-        gbuf[dst : dst + nb] = store[b, node, off : off + nb]
+        _memcpy(batch_base[i] + (s * num_roots + b) * nb, src + leaf_off[i], nb)

@@ -23,9 +23,10 @@ from frugal.search.lowlevel import (
     random_below,
     store_new_embeddings,
 )
-from frugal.search.tree import expand_and_backup
+from frugal.search.tree import PRIOR, ROOT_VISITS, VISITS, Q, expand_and_backup
 
 TIE_EPSILON = 1e-6
+NUM_FIELDS = 5  # VISITS, VALUE_SUM, REWARD, Q, PRIOR
 
 # Layout of the float64 `params` array handed to the kernels.
 P_DISCOUNT, P_PB_C_INIT, P_PB_C_BASE, P_VALUE_DELTA_MAX, P_RANDOM_TIES = range(5)
@@ -48,47 +49,41 @@ def normalize(q, lo, hi, value_delta_max):
 
 
 @njit(cache=True)
-def select_child(
-    b, n, at_root, parent_q, children, prior, visits, value_sum, reward, invalid, minmax, rng,
-    params, ties,
-):  # fmt: skip
+def select_child(b, n, at_root, parent_q, children, edges, invalid, minmax, rng, params, ties):
     """pUCT choice at node n of root b. Returns (action, mean_q of n)."""
     num_actions = children.shape[2]
-    discount = params[P_DISCOUNT]
+    row = edges[b, n]
     total_q = 0.0
     num_visited = 0
+    n_parent = 0.0
     for a in range(num_actions):
-        c = children[b, n, a]
-        if c >= 0:
-            total_q += reward[b, c] + discount * value_sum[b, c] / visits[b, c]
+        if children[b, n, a] >= 0:
+            total_q += row[a, Q]
+            n_parent += row[a, VISITS]
             num_visited += 1
     if at_root and num_visited > 0:
         mean_q = total_q / num_visited
     else:
         mean_q = (parent_q + total_q) / (num_visited + 1)
 
-    n_parent = visits[b, n] - 1  # = sum of the children's visits
     pb_c_base = params[P_PB_C_BASE]
     pb_c = math.log((n_parent + pb_c_base + 1.0) / pb_c_base) + params[P_PB_C_INIT]
     sqrt_parent = math.sqrt(n_parent)
     lo = minmax[b, 0]
     hi = minmax[b, 1]
     delta_max = params[P_VALUE_DELTA_MAX]
+    unvisited_value = normalize(mean_q, lo, hi, delta_max)
 
     best = -np.inf
     num_ties = 0
     for a in range(num_actions):
         if at_root and invalid[b, a]:
             continue
-        c = children[b, n, a]
-        if c >= 0:
-            child_visits = visits[b, c]
-            q = reward[b, c] + discount * value_sum[b, c] / child_visits
+        if children[b, n, a] >= 0:
+            score = pb_c * (sqrt_parent / (row[a, VISITS] + 1.0)) * row[a, PRIOR]
+            score += normalize(row[a, Q], lo, hi, delta_max)
         else:
-            child_visits = 0
-            q = mean_q
-        score = pb_c * (sqrt_parent / (child_visits + 1)) * prior[b, n, a]
-        score += normalize(q, lo, hi, delta_max)
+            score = pb_c * sqrt_parent * row[a, PRIOR] + unvisited_value
         if score > best:
             best = score
             ties[0] = a
@@ -102,16 +97,15 @@ def select_child(
 
 
 @njit(cache=True)
-def select_leaf(b, children, prior, visits, value_sum, reward, invalid, minmax, rng, params, ties):
+def select_leaf(b, children, edges, invalid, minmax, rng, params, ties):
     """Descend from root b's root to an unexpanded edge. Returns (parent node, action)."""
     n = 0
     parent_q = 0.0
     at_root = True
     while True:
         a, mean_q = select_child(
-            b, n, at_root, parent_q, children, prior, visits, value_sum, reward, invalid, minmax,
-            rng, params, ties,
-        )  # fmt: skip
+            b, n, at_root, parent_q, children, edges, invalid, minmax, rng, params, ties
+        )
         c = children[b, n, a]
         if c < 0:
             return n, a
@@ -122,14 +116,15 @@ def select_leaf(b, children, prior, visits, value_sum, reward, invalid, minmax, 
 
 @njit(cache=True)
 def simulate(
-    s, children, prior, visits, value_sum, raw_value, reward, parent, invalid, minmax, rng, params,
+    s, children, edges, raw_value, parent, action, root, invalid, minmax, rng, params,
     r_ptr, r_stride, v_ptr, v_stride, l_ptr, l_stride0, l_stride1,
-    sel_flat, sel_action, store, gbuf, leaf_nbytes, leaf_off, leaf_ptrs,
+    sel_flat, sel_action, store, leaf_nbytes, leaf_off, leaf_ptrs, batch_base,
 ):  # fmt: skip
     """One kernel call per simulation boundary: for s >= 1, expand node s with the network
     outputs of simulation s - 1 (float32 at the given addresses/strides) and back it up; then,
     for s < S, select simulation s's leaf edge in every root into sel_flat[s] (b * N + parent)
-    and sel_action[s], and gather the parents' embeddings when they live in `store`.
+    and sel_action[s], and gather the parents' embeddings into the batch tensors at batch_base when
+    they live in `store` (no leaves: the caller gathers with torch).
     """
     num_roots, num_nodes, num_actions = children.shape
     num_sims = sel_action.shape[0]
@@ -142,55 +137,50 @@ def simulate(
         logits = f32_at(l_ptr, (num_roots - 1) * l_stride0 + (num_actions - 1) * l_stride1 + 1)
         store_new_embeddings(store, node, leaf_ptrs, leaf_nbytes, leaf_off)
         for b in range(num_roots):
-            row = b * l_stride0
+            row = edges[b, node]
+            base = b * l_stride0
             top = -np.inf
             for a in range(num_actions):
-                x = np.float64(logits[row + a * l_stride1])
-                if x > top:
-                    top = x
+                top = max(top, np.float64(logits[base + a * l_stride1]))
             total = 0.0
             for a in range(num_actions):
-                e = math.exp(np.float64(logits[row + a * l_stride1]) - top)
-                prior[b, node, a] = e
+                e = math.exp(np.float64(logits[base + a * l_stride1]) - top)
+                row[a, PRIOR] = e
                 total += e
             for a in range(num_actions):
-                prior[b, node, a] /= total
-            p = sel_flat[s - 1, b] - b * num_nodes
+                row[a, PRIOR] /= total
+                children[b, node, a] = -1
             expand_and_backup(
-                b, node, p, sel_action[s - 1, b], np.float64(rewards[b * r_stride]),
-                np.float64(values[b * v_stride]), discount, children, visits, value_sum,
-                raw_value, reward, parent, minmax, True,
+                b, node, sel_flat[s - 1, b] - b * num_nodes, sel_action[s - 1, b],
+                np.float64(rewards[b * r_stride]), np.float64(values[b * v_stride]), discount,
+                children, edges, raw_value, parent, action, root, minmax, True,
             )  # fmt: skip
     if s < num_sims:
         for b in range(num_roots):
-            p, a = select_leaf(
-                b, children, prior, visits, value_sum, reward, invalid, minmax, rng, params, ties
-            )
+            p, a = select_leaf(b, children, edges, invalid, minmax, rng, params, ties)
             sel_flat[s, b] = b * num_nodes + p
             sel_action[s, b] = a
-            gather_embedding(store, b, p, s, num_sims, gbuf, leaf_nbytes, leaf_off)
+            gather_embedding(store, b, p, s, leaf_nbytes, leaf_off, batch_base)
 
 
 @njit(cache=True)
 def finish(
-    children, visits, value_sum, reward, invalid, rng, params, visit_counts, qvalues, weights,
-    root_value, action,
+    children, edges, root, invalid, rng, params, visit_counts, qvalues, weights, root_value,
+    action,
 ):  # fmt: skip
     """Root statistics: visit_counts [B, A], qvalues [B, A], weights [B, A] = N / sum N,
     root_value [B], and action [B] = most visited valid action (ties random or first)."""
     num_roots, _, num_actions = children.shape
-    discount = params[P_DISCOUNT]
     ties = np.empty(num_actions, dtype=np.int64)
     for b in range(num_roots):
-        root_value[b] = value_sum[b, 0] / visits[b, 0]
-        total = visits[b, 0] - 1
+        root_value[b] = root[b, 1] / root[b, 0]
+        total = root[b, ROOT_VISITS] - 1.0
         best = -1
         num_ties = 0
         for a in range(num_actions):
-            c = children[b, 0, a]
-            if c >= 0:
-                visit_counts[b, a] = visits[b, c]
-                qvalues[b, a] = reward[b, c] + discount * value_sum[b, c] / visits[b, c]
+            if children[b, 0, a] >= 0:
+                visit_counts[b, a] = np.int64(edges[b, 0, a, VISITS])
+                qvalues[b, a] = edges[b, 0, a, Q]
             else:
                 visit_counts[b, a] = 0
                 qvalues[b, a] = 0.0

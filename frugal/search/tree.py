@@ -1,17 +1,20 @@
 """Struct-of-arrays search tree for B roots, and the O(depth) expand/backup kernel.
 
 Node 0 of every root is the root; the node created by simulation s is node s + 1, so each root
-needs N = S + 1 slots, allocated once. Per node:
+needs N = S + 1 node slots, allocated once. Statistics live on edges, in the parent's row, so
+choosing among a node's children reads two contiguous rows and no child node:
 
-    children   int32   [B, N, A]  child node index per action, -1 = not expanded
-    prior      float64 [B, N, A]  pUCT: prior probabilities; Gumbel: prior logits
-    visits     int32   [B, N]     visit count (a new node starts with 1: its own network value)
-    value_sum  float64 [B, N]     network value + every return backed up through the node
-    raw_value  float64 [B, N]     network value v(node)
-    reward     float64 [B, N]     reward of the edge parent -> node (0 at the root)
-    parent     int32   [B, N]     parent node (-1 at the root)
-
-so V(n) = value_sum / visits and Q(n, a) = reward[c] + discount * V(c) with c = children[n, a].
+    children  int32   [B, N, A]     child node per action, -1 = not expanded (row written when
+                                    the node is created)
+    edges     float64 [B, N, A, F]  per edge (n, a): VISITS N(c), VALUE_SUM of c (its network
+                                    value + every return backed up through c), REWARD r(n, a),
+                                    Q = r + discount * VALUE_SUM / VISITS, PRIOR (pUCT: prior
+                                    probability; Gumbel: prior logit) and, for Gumbel, PROB =
+                                    softmax(logits)
+    raw_value float64 [B, N]        network value v(n)
+    parent    int32   [B, N]        parent node (-1 at the root)
+    action    int32   [B, N]        action from the parent
+    root      float64 [B, 2]        the root's own (visits, value_sum); visits starts at 1
 """
 
 from __future__ import annotations
@@ -21,79 +24,87 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from frugal.search.workspace import scratch
+
+VISITS, VALUE_SUM, REWARD, Q, PRIOR, PROB = range(6)
+ROOT_VISITS, ROOT_VALUE_SUM = range(2)
+
 
 @dataclass
 class Tree:
     children: np.ndarray
-    prior: np.ndarray
-    visits: np.ndarray
-    value_sum: np.ndarray
+    edges: np.ndarray
     raw_value: np.ndarray
-    reward: np.ndarray
     parent: np.ndarray
+    action: np.ndarray
+    root: np.ndarray
 
     @staticmethod
-    def allocate(num_roots: int, num_nodes: int, num_actions: int) -> Tree:
+    def allocate(num_roots: int, num_nodes: int, num_actions: int, num_fields: int) -> Tree:
+        """Uninitialised arrays (rows are written when their node is created) from this thread's
+        workspace, except the root's row."""
         shape = (num_roots, num_nodes)
-        return Tree(
-            children=np.full((*shape, num_actions), -1, dtype=np.int32),
-            prior=np.empty((*shape, num_actions), dtype=np.float64),
-            visits=np.zeros(shape, dtype=np.int32),
-            value_sum=np.zeros(shape, dtype=np.float64),
-            raw_value=np.zeros(shape, dtype=np.float64),
-            reward=np.zeros(shape, dtype=np.float64),
-            parent=np.full(shape, -1, dtype=np.int32),
+        tree = Tree(
+            children=scratch("children", (*shape, num_actions), np.int32),
+            edges=scratch("edges", (*shape, num_actions, num_fields), np.float64),
+            raw_value=scratch("raw_value", shape, np.float64),
+            parent=scratch("parent", shape, np.int32),
+            action=scratch("action", shape, np.int32),
+            root=np.zeros((num_roots, 2), dtype=np.float64),
         )
+        tree.children[:, 0] = -1
+        tree.parent[:, 0] = -1
+        tree.action[:, 0] = -1
+        return tree
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         """The arrays in kernel argument order."""
-        return (
-            self.children,
-            self.prior,
-            self.visits,
-            self.value_sum,
-            self.raw_value,
-            self.reward,
-            self.parent,
-        )
-
-
-@njit(cache=True)
-def child_q(children, visits, value_sum, reward, b, n, a, discount):
-    """Q(n, a) = r + discount * V(child) of an expanded child (children[b, n, a] >= 0)."""
-    c = children[b, n, a]
-    return reward[b, c] + discount * value_sum[b, c] / visits[b, c]
+        return (self.children, self.edges, self.raw_value, self.parent, self.action, self.root)
 
 
 @njit(cache=True)
 def expand_and_backup(
-    b, node, parent_node, action, r, v, discount, children, visits, value_sum, raw_value, reward,
-    parent, minmax, track_minmax,
+    b, node, parent_node, action_taken, r, v, discount, children, edges, raw_value, parent,
+    action, root, minmax, track_minmax,
 ):  # fmt: skip
-    """Attach `node` as child `action` of `parent_node` with network outputs (r, v), then back the
-    return up to the root: each ancestor gets r + discount * (return below it).
+    """Attach `node` (its children row and PRIOR/PROB fields already written) as child
+    `action_taken` of `parent_node` with network outputs (r, v), then back the return up to the
+    root: each ancestor gets r + discount * (return below it).
 
     With track_minmax, min-max statistics minmax[b] = (min, max) see r + discount * V(n) of every
     node on the path, the root included (its r is 0), after that node's update (MuZero).
     """
-    children[b, parent_node, action] = node
+    children[b, parent_node, action_taken] = node
     parent[b, node] = parent_node
-    reward[b, node] = r
+    action[b, node] = action_taken
     raw_value[b, node] = v
-    value_sum[b, node] = v
-    visits[b, node] = 1
-    ret = v
-    n = node
-    while True:
+    e = edges[b, parent_node, action_taken]
+    e[VISITS] = 1.0
+    e[VALUE_SUM] = v
+    e[REWARD] = r
+    e[Q] = r + discount * v
+    if track_minmax:
+        _see(minmax, b, e[Q])
+    ret = e[Q]  # return seen by the parent
+    n = parent_node
+    while n != 0:
+        e = edges[b, parent[b, n], action[b, n]]
+        e[VISITS] += 1.0
+        e[VALUE_SUM] += ret
+        e[Q] = e[REWARD] + discount * (e[VALUE_SUM] / e[VISITS])
         if track_minmax:
-            q = reward[b, n] + discount * value_sum[b, n] / visits[b, n]
-            if q < minmax[b, 0]:
-                minmax[b, 0] = q
-            if q > minmax[b, 1]:
-                minmax[b, 1] = q
-        if n == 0:
-            break
-        ret = reward[b, n] + discount * ret
+            _see(minmax, b, e[Q])
+        ret = e[REWARD] + discount * ret
         n = parent[b, n]
-        value_sum[b, n] += ret
-        visits[b, n] += 1
+    root[b, ROOT_VISITS] += 1.0
+    root[b, ROOT_VALUE_SUM] += ret
+    if track_minmax:
+        _see(minmax, b, discount * (root[b, ROOT_VALUE_SUM] / root[b, ROOT_VISITS]))
+
+
+@njit(cache=True)
+def _see(minmax, b, q):
+    if q < minmax[b, 0]:
+        minmax[b, 0] = q
+    if q > minmax[b, 1]:
+        minmax[b, 1] = q

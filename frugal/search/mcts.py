@@ -19,7 +19,7 @@ from frugal.search import gumbel as gumbel_kernels
 from frugal.search import puct as puct_kernels
 from frugal.search.embeddings import DeviceEmbeddings, HostEmbeddings, flatten
 from frugal.search.schedule import considered_visits_table
-from frugal.search.tree import Tree
+from frugal.search.tree import PRIOR, PROB, ROOT_VALUE_SUM, ROOT_VISITS, Tree
 from frugal.search.types import Root, SearchOutput, Step
 
 RecurrentFn = Callable[[Any, torch.Tensor], tuple[Step, Any]]
@@ -75,6 +75,8 @@ def search(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "gumbel" and max_considered_actions < 1:
+        raise ValueError(f"max_considered_actions must be >= 1, got {max_considered_actions}")
     with torch.no_grad():
         out, _ = run(
             root,
@@ -157,6 +159,17 @@ def _dirichlet(alpha, valid: np.ndarray, generator) -> np.ndarray:
     return np.where(total > 0, gammas / np.where(total > 0, total, 1.0), uniform)
 
 
+def _host_store(leaves: list[torch.Tensor]) -> bool:
+    """Whether the embeddings live in the kernels' byte store (all leaves on the CPU)."""
+    return all(leaf.is_cpu for leaf in leaves)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """Row softmax, exp(x - max) / sum as the kernels compute it; -inf entries get 0."""
+    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
 def _seeds(generator, num_roots: int) -> np.ndarray:
     if generator is None:
         return np.zeros(num_roots, dtype=np.uint64)
@@ -224,28 +237,25 @@ def run(
     value = _host_array(root.value, np.float64)
     invalid = _invalid_mask(invalid_actions, num_roots, num_actions)
 
-    tree = Tree.allocate(num_roots, S + 1, num_actions)
-    tree.visits[:, 0] = 1
-    tree.value_sum[:, 0] = value
-    tree.raw_value[:, 0] = value
-
     if method == "gumbel":
-        tree.prior[:, 0] = np.where(invalid, -np.inf, logits)
+        tree = Tree.allocate(num_roots, S + 1, num_actions, gumbel_kernels.NUM_FIELDS)
+        masked = np.where(invalid, -np.inf, logits)
+        tree.edges[:, 0, :, PRIOR] = masked
+        tree.edges[:, 0, :, PROB] = _softmax(masked)
         noise = _gumbel(gumbel_noise, gumbel_scale, generator, num_roots, num_actions)
         num_valid = (~invalid).sum(axis=1)
         num_considered = np.minimum(int(max_considered_actions), num_valid).astype(np.int32)
-        table = considered_visits_table(int(max(max_considered_actions, 1)), S)
+        table = considered_visits_table(int(max_considered_actions), S)
         params = np.array([discount, c_visit, c_scale], dtype=np.float64)
         kernel = gumbel_kernels.simulate
         head = (*tree.arrays(), invalid, noise, table, num_considered, params)
     elif method == "puct":
-        masked = np.where(invalid, -np.inf, logits)
-        prior = np.exp(masked - masked.max(axis=1, keepdims=True))
-        prior /= prior.sum(axis=1, keepdims=True)
+        tree = Tree.allocate(num_roots, S + 1, num_actions, puct_kernels.NUM_FIELDS)
+        prior = _softmax(np.where(invalid, -np.inf, logits))
         if dirichlet_fraction > 0.0:
             noise = _dirichlet(dirichlet_alpha, ~invalid, generator)
             prior = (1.0 - dirichlet_fraction) * prior + dirichlet_fraction * noise
-        tree.prior[:, 0] = prior
+        tree.edges[:, 0, :, PRIOR] = prior
         minmax = np.empty((num_roots, 2), dtype=np.float64)
         minmax[:, 0] = np.inf
         minmax[:, 1] = -np.inf
@@ -258,25 +268,30 @@ def run(
         head = (*tree.arrays(), invalid, minmax, rng, params)
     else:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    tree.raw_value[:, 0] = value
+    tree.root[:, ROOT_VISITS] = 1.0
+    tree.root[:, ROOT_VALUE_SUM] = value
 
     leaves, _ = flatten(root.embedding)
-    on_host = all(leaf.is_cpu for leaf in leaves)
+    on_host = _host_store(leaves)
     store_cls = HostEmbeddings if on_host else DeviceEmbeddings
     store = store_cls(root.embedding, num_roots, S)
-    sel_t = torch.empty((max(S, 1), 2, num_roots), dtype=torch.int64)
+    sel_t = torch.empty((S, 2, num_roots), dtype=torch.int64)
     sel = sel_t.numpy()
-    tail = (sel[:, 0], sel[:, 1], store.store, store.gbuf, store.leaf_nbytes, store.leaf_off)
-    ptrs = store.leaf_ptrs
+    tail = (sel[:, 0], sel[:, 1], store.store, store.leaf_nbytes, store.leaf_off)
+    ptrs, batch_base = store.leaf_ptrs, store.batch_base
+    no_net = (0, 0, 0, 0, 0, 0, 0)
 
-    kernel(0, *head, 0, 0, 0, 0, 0, 0, 0, *tail, ptrs)
     if on_host:
         actions = sel_t[:, 1].unbind(0)
+        kernel(0, *head, *no_net, *tail, ptrs, batch_base)
         for s in range(S):
             step, nxt = recurrent_fn(store.batch(s), actions[s])
             store.put(nxt)
             net = _net_pointers(step, num_roots, num_actions)
-            kernel(s + 1, *head, *net[1:], *tail, ptrs)
+            kernel(s + 1, *head, *net[1:], *tail, ptrs, batch_base)
     else:
+        kernel(0, *head, *no_net, *tail, ptrs, batch_base)
         rows = sel_t.unbind(0)
         act_device = leaves[0].device
         for s in range(S):
@@ -284,7 +299,7 @@ def run(
             step, nxt = recurrent_fn(store.batch_from(index), index[act_device][1])
             store.put_at(s + 1, nxt)
             net = _net_pointers(step, num_roots, num_actions)
-            kernel(s + 1, *head, *net[1:], *tail, ptrs)
+            kernel(s + 1, *head, *net[1:], *tail, ptrs, batch_base)
 
     visit_counts = np.empty((num_roots, num_actions), dtype=np.int64)
     qvalues = np.empty((num_roots, num_actions), dtype=np.float64)
@@ -293,13 +308,13 @@ def run(
     action = np.empty(num_roots, dtype=np.int64)
     if method == "gumbel":
         gumbel_kernels.finish(
-            tree.children, tree.prior, tree.visits, tree.value_sum, tree.raw_value, tree.reward,
-            invalid, noise, params, visit_counts, qvalues, weights, root_value, action,
+            tree.children, tree.edges, tree.raw_value, tree.root, invalid, noise, params,
+            visit_counts, qvalues, weights, root_value, action,
         )  # fmt: skip
     else:
         puct_kernels.finish(
-            tree.children, tree.visits, tree.value_sum, tree.reward, invalid, rng, params,
-            visit_counts, qvalues, weights, root_value, action,
+            tree.children, tree.edges, tree.root, invalid, rng, params, visit_counts, qvalues,
+            weights, root_value, action,
         )  # fmt: skip
 
     device = root.prior_logits.device

@@ -1,0 +1,473 @@
+"""frugal.search: hand-computed trees, the sequential-halving schedule, API invariants, golden
+values and a continuous-control (sampled candidates) toy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import frugal.search.mcts as mcts
+from frugal.search import Root, SearchOutput, Step, search
+from frugal.search.schedule import considered_visits
+
+# ----------------------------------------------------------------------------------------------
+# Models
+
+
+class TableModel:
+    """Random tables indexed by (state, action): exact outputs at any batch size."""
+
+    def __init__(self, seed: int, num_actions: int, num_states: int = 97):
+        rng = np.random.default_rng(seed)
+        self.next_state = torch.from_numpy(rng.integers(0, num_states, (num_states, num_actions)))
+        self.reward = torch.from_numpy(rng.normal(size=(num_states, num_actions))).float()
+        self.logits = torch.from_numpy(2.0 * rng.normal(size=(num_states, num_actions))).float()
+        self.value = torch.from_numpy(rng.normal(size=num_states)).float()
+        self.calls: list[tuple[int, ...]] = []
+
+    def root(self, states: torch.Tensor) -> Root:
+        return Root(self.logits[states], self.value[states], states)
+
+    def recurrent_fn(self, states: torch.Tensor, actions: torch.Tensor):
+        self.calls.append(tuple(states.shape))
+        nxt = self.next_state[states, actions]
+        return Step(self.reward[states, actions], self.logits[nxt], self.value[nxt]), nxt
+
+
+def action_reward_model(rewards: list[float], num_actions: int):
+    """reward r(a) = rewards[a] everywhere, value 0, uniform logits; embedding = depth."""
+    table = torch.tensor(rewards)
+
+    def recurrent_fn(depth, action):
+        n = depth.shape[0]
+        return Step(table[action], torch.zeros(n, num_actions), torch.zeros(n)), depth + 1
+
+    return recurrent_fn
+
+
+def states(seed: int, n: int) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(seed).integers(0, 97, n))
+
+
+def assert_same(a: SearchOutput, b: SearchOutput) -> None:
+    for field in ("action", "action_weights", "visit_counts", "root_value", "qvalues"):
+        assert torch.equal(getattr(a, field), getattr(b, field)), field
+
+
+# ----------------------------------------------------------------------------------------------
+# Hand-computed trees
+
+
+def test_puct_hand_computed_tree():
+    """A = 2, r(a) = (1, 0), every value 0, uniform prior, discount 0.5, S = 3.
+
+    sim 1: nothing visited, prior terms 0, all tie -> action 0; minmax sees Q = 1 and 0.5 V(root)
+      = 0.25. sim 2: Q(0) = 1 normalises to 1, unvisited 1 scores with the root's mean Q = 1 and
+      a larger prior term -> action 1 (Q = 0). sim 3: Q = (1, 0), equal prior terms -> action 0,
+      then in child 0 (mean Q (0.5 + 0) / 1, all tie) -> its action 0: return 1 + 0.5 * 1 = 1.5.
+    root value (0 + 1 + 0 + 1.5) / 4; Q(0) = 1 + 0.5 * (0 + 1) / 2.
+    """
+    root = Root(torch.zeros(1, 2), torch.zeros(1), torch.zeros(1))
+    out = search(root, action_reward_model([1.0, 0.0], 2), 3, method="puct", discount=0.5)
+    assert out.visit_counts.tolist() == [[2, 1]]
+    assert out.action.tolist() == [0]
+    assert out.root_value.tolist() == [0.625]
+    assert out.qvalues.tolist() == [[1.25, 0.0]]
+    torch.testing.assert_close(out.action_weights, torch.tensor([[2 / 3, 1 / 3]]))
+
+
+def test_gumbel_hand_computed_tree():
+    """A = 3, r(a) = (1, 0, 0.5), values 0, logits 0, g = (0.3, 0.1, 0.2), discount 0.5, S = 4.
+
+    Schedule (m = 3, S = 4): 0, 0, 0, 1. sims 1-3 visit the actions in g order 0, 2, 1 (sigma of
+    the unvisited ones is equal). sim 4: all have 1 visit, completed Q = (1, 0, 0.5) -> sigma =
+    5.1 * (1, 0, 0.5), g + sigma is largest for 0; below, child 0 has nothing visited, improved
+    policy uniform -> action 0, return 1 + 0.5 * 1 = 1.5. Root value (0 + 1 + 0.5 + 0 + 1.5) / 5.
+    Final Q = (1 + 0.5 * 0.5, 0, 0.5), max N = 2 -> sigma = 5.2 * (1, 0, 0.4).
+    """
+    root = Root(torch.zeros(1, 3), torch.zeros(1), torch.zeros(1))
+    out = search(
+        root, action_reward_model([1.0, 0.0, 0.5], 3), 4, method="gumbel", discount=0.5,
+        gumbel_noise=torch.tensor([[0.3, 0.1, 0.2]]),
+    )  # fmt: skip
+    assert out.visit_counts.tolist() == [[2, 1, 1]]
+    assert out.action.tolist() == [0]
+    torch.testing.assert_close(out.root_value, torch.tensor([0.6]))
+    torch.testing.assert_close(out.qvalues, torch.tensor([[1.25, 0.0, 0.5]]))
+    torch.testing.assert_close(out.action_weights, torch.softmax(torch.tensor([[5.2, 0, 2.08]]), 1))
+
+
+def test_root_value_counts_the_network_value_as_first_visit():
+    """One simulation: root value = (v_root + r + discount * v_child) / 2."""
+    root = Root(torch.zeros(1, 2), torch.tensor([3.0]), torch.zeros(1))
+
+    def recurrent_fn(emb, action):
+        return Step(torch.tensor([1.0]), torch.zeros(1, 2), torch.tensor([2.0])), emb
+
+    for method in ("gumbel", "puct"):
+        out = search(root, recurrent_fn, 1, method=method, discount=0.5)
+        assert out.root_value.tolist() == [(3.0 + 1.0 + 0.5 * 2.0) / 2]
+        assert out.qvalues[0, int(out.action)].item() == 2.0
+        assert out.visit_counts.sum().item() == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Sequential halving
+
+
+def test_schedule_m16_s50():
+    seq = considered_visits(16, 50)
+    expected = [0] * 16 + [1] * 8 + [2] * 4 + [3] * 4 + [4] * 4
+    expected += [v for v in range(5, 11) for _ in range(2)] + [11, 11]
+    assert list(seq) == expected  # 16 x 1, 8 x 1, 4 x 3, 2 x 6, then the last 2 simulations
+
+
+@pytest.mark.parametrize(
+    ("m", "S", "expected"),
+    [
+        (1, 5, (0, 1, 2, 3, 4)),
+        (2, 6, (0, 0, 1, 1, 2, 2)),
+        (2, 3, (0, 0, 1)),
+        (3, 7, (0, 0, 0, 1, 1, 2, 2)),
+        (4, 10, (0, 0, 0, 0, 1, 1, 2, 2, 3, 3)),
+        (4, 2, (0, 0)),
+        (16, 0, ()),
+    ],
+)
+def test_schedule_small(m, S, expected):
+    assert considered_visits(m, S) == expected
+
+
+def test_gumbel_visit_pattern_m16_s50():
+    model = TableModel(3, 20)
+    out = search(model.root(states(0, 4)), model.recurrent_fn, 50, method="gumbel")
+    for row in out.visit_counts.tolist():
+        assert sorted(row, reverse=True) == [12, 12, 5, 5, 2, 2, 2, 2] + [1] * 8 + [0] * 4
+
+
+def test_gumbel_considered_count_comes_from_valid_actions():
+    """A = 16 with 12 invalid: m = 4 (not min(16, S)): 4 x 6, 2 x 12, + 2 -> (19, 19, 6, 6)."""
+    model = TableModel(4, 16)
+    invalid = torch.ones(3, 16, dtype=torch.bool)
+    invalid[:, [1, 5, 9, 14]] = False
+    out = search(
+        model.root(states(1, 3)), model.recurrent_fn, 50, method="gumbel", invalid_actions=invalid
+    )
+    for row in out.visit_counts.tolist():
+        assert sorted(row, reverse=True)[:4] == [19, 19, 6, 6]
+    assert (out.visit_counts[invalid] == 0).all()
+
+
+@pytest.mark.parametrize(("max_considered", "expected"), [(1, [10, 0]), (2, [5, 5])])
+def test_gumbel_small_m(max_considered, expected):
+    model = TableModel(5, 6)
+    invalid = torch.tensor([[True, False, True, True, False, True]])
+    out = search(
+        model.root(states(2, 1)), model.recurrent_fn, 10, method="gumbel",
+        invalid_actions=invalid, max_considered_actions=max_considered,
+    )  # fmt: skip
+    assert sorted(out.visit_counts[0, [1, 4]].tolist(), reverse=True) == expected
+
+
+# ----------------------------------------------------------------------------------------------
+# Invariants
+
+
+@pytest.mark.parametrize("method", ["gumbel", "puct"])
+@pytest.mark.parametrize(("B", "A", "S"), [(1, 2, 1), (5, 4, 16), (7, 18, 50), (3, 6, 100)])
+def test_visits_sum_to_S_and_recurrent_fn_called_S_times(method, B, A, S):
+    model = TableModel(B * A + S, A)
+    out = search(model.root(states(S, B)), model.recurrent_fn, S, method=method)
+    assert model.calls == [(B,)] * S
+    assert out.visit_counts.sum(1).tolist() == [S] * B
+    assert out.visit_counts.dtype == torch.int64 and out.action.dtype == torch.int64
+    assert out.action_weights.shape == (B, A) and out.qvalues.shape == (B, A)
+    torch.testing.assert_close(out.action_weights.sum(1), torch.ones(B))
+
+
+@pytest.mark.parametrize("method", ["gumbel", "puct"])
+def test_invalid_actions_never_visited(method):
+    model = TableModel(11, 9)
+    gen = torch.Generator().manual_seed(0)
+    invalid = torch.rand(16, 9, generator=gen) < 0.6
+    invalid[:, 4] = False
+    out = search(
+        model.root(states(3, 16)), model.recurrent_fn, 60, method=method, invalid_actions=invalid,
+        generator=gen, dirichlet_fraction=0.25,
+    )  # fmt: skip
+    assert (out.visit_counts[invalid] == 0).all()
+    assert (out.action_weights[invalid] == 0).all()
+    assert not invalid[torch.arange(16), out.action].any()
+    assert out.visit_counts.sum().item() == 16 * 60
+
+
+@pytest.mark.parametrize("method", ["gumbel", "puct"])
+def test_batch_elements_are_independent(method):
+    model = TableModel(12, 7)
+    roots = states(4, 6)
+    invalid = torch.rand(6, 7, generator=torch.Generator().manual_seed(1)) < 0.3
+    invalid[:, 0] = False
+    noise = -torch.log(-torch.log(torch.rand(6, 7, generator=torch.Generator().manual_seed(2))))
+    kw = dict(method=method, gumbel_noise=noise, invalid_actions=invalid)
+    batch = search(model.root(roots), model.recurrent_fn, 40, **kw)
+    for b in range(6):
+        kw_b = dict(
+            method=method, gumbel_noise=noise[b : b + 1], invalid_actions=invalid[b : b + 1]
+        )
+        alone = search(model.root(roots[b : b + 1]), model.recurrent_fn, 40, **kw_b)
+        for field in ("action", "action_weights", "visit_counts", "root_value", "qvalues"):
+            assert torch.equal(getattr(batch, field)[b : b + 1], getattr(alone, field)), field
+
+
+def test_gumbel_scale_zero_is_deterministic():
+    model = TableModel(13, 5)
+    root = model.root(states(5, 8))
+    a = search(root, model.recurrent_fn, 20, gumbel_scale=0.0, generator=torch.Generator())
+    b = search(root, model.recurrent_fn, 20, gumbel_scale=0.0)
+    assert_same(a, b)
+    zero = search(root, model.recurrent_fn, 20, gumbel_noise=torch.zeros(8, 5))
+    assert_same(a, zero)
+
+
+def test_gumbel_noise_is_fresh_and_reproducible():
+    """S = 0 is Gumbel-max sampling from the prior: fresh draws on every call (two calls with one
+    generator differ), the right distribution, and the same draws from the same seed."""
+    probs = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    root = Root(probs.log().expand(4000, 4).clone(), torch.zeros(4000), torch.zeros(4000))
+    gen = torch.Generator().manual_seed(0)
+    first = search(root, None, 0, generator=gen).action
+    second = search(root, None, 0, generator=gen).action
+    assert not torch.equal(first, second)
+    freq = torch.bincount(torch.cat([first, second]), minlength=4).float() / 8000
+    torch.testing.assert_close(freq, probs, atol=0.02, rtol=0)
+    again = search(root, None, 0, generator=torch.Generator().manual_seed(0)).action
+    assert torch.equal(first, again)
+
+
+def test_gumbel_improved_policy_matches_formula():
+    """action_weights == softmax(logits + sigma(completed Q)) recomputed from the outputs."""
+    model = TableModel(14, 6)
+    roots = states(6, 10)
+    invalid = torch.rand(10, 6, generator=torch.Generator().manual_seed(3)) < 0.3
+    invalid[:, 2] = False
+    root = model.root(roots)
+    out = search(root, model.recurrent_fn, 12, discount=0.9, invalid_actions=invalid)
+    logits = root.prior_logits.double().masked_fill(invalid, -math.inf)
+    n = out.visit_counts.double()
+    q = out.qvalues.double()
+    visited = n > 0
+    pi = torch.softmax(logits, 1)
+    weighted = (pi * q * visited).sum(1) / (pi * visited).sum(1)
+    mixed = (root.value.double() + n.sum(1) * weighted) / (1 + n.sum(1))
+    completed = torch.where(visited, q, mixed[:, None])
+    lo = completed.masked_fill(invalid, math.inf).min(1, keepdim=True).values
+    hi = completed.masked_fill(invalid, -math.inf).max(1, keepdim=True).values
+    rescaled = (completed - lo) / (hi - lo).clamp(min=1e-8)
+    sigma = (50.0 + n.max(1, keepdim=True).values) * 0.1 * rescaled
+    expected = torch.softmax(logits + sigma, 1).float()
+    torch.testing.assert_close(out.action_weights, expected, rtol=1e-5, atol=1e-7)
+    # the action is the best g + logits + sigma among the most visited (here: noise unknown, so
+    # at least check it is among the most visited)
+    most = out.visit_counts.max(1, keepdim=True).values
+    assert (out.visit_counts.gather(1, out.action[:, None]) == most).all()
+
+
+def test_puct_action_weights_are_visit_distribution():
+    model = TableModel(15, 5)
+    out = search(model.root(states(7, 4)), model.recurrent_fn, 30, method="puct")
+    torch.testing.assert_close(out.action_weights, out.visit_counts.float() / 30)
+    assert torch.equal(out.action, out.visit_counts.argmax(1))
+
+
+def test_puct_random_tie_breaks():
+    """Zero model, uniform prior: the first simulation's choice is a tie of all actions. With a
+    generator it is uniform over them; without one it is the first index."""
+    root = Root(torch.zeros(4000, 4), torch.zeros(4000), torch.zeros(4000))
+    fn = action_reward_model([0.0] * 4, 4)
+    gen = torch.Generator().manual_seed(0)
+    out = search(root, fn, 1, method="puct", generator=gen)
+    freq = out.visit_counts.sum(0).float() / 4000
+    torch.testing.assert_close(freq, torch.full((4,), 0.25), atol=0.03, rtol=0)
+    first = search(root, fn, 1, method="puct")
+    assert (first.visit_counts[:, 0] == 1).all()
+    again = search(root, fn, 1, method="puct", generator=torch.Generator().manual_seed(0))
+    assert_same(out, again)
+
+
+def test_puct_dirichlet_noise():
+    model = TableModel(16, 6)
+    root = model.root(states(8, 32))
+    plain = search(root, model.recurrent_fn, 25, method="puct")
+    kw = dict(method="puct", dirichlet_fraction=0.25, dirichlet_alpha=0.3)
+    noisy = search(root, model.recurrent_fn, 25, generator=torch.Generator().manual_seed(1), **kw)
+    same = search(root, model.recurrent_fn, 25, generator=torch.Generator().manual_seed(1), **kw)
+    assert_same(noisy, same)
+    assert not torch.equal(plain.visit_counts, noisy.visit_counts)
+    invalid = torch.zeros(32, 6, dtype=torch.bool)
+    invalid[:, 3:] = True
+    masked = search(root, model.recurrent_fn, 25, generator=torch.Generator(), **kw,
+                    invalid_actions=invalid)  # fmt: skip
+    assert (masked.visit_counts[:, 3:] == 0).all()
+
+
+def test_zero_simulations():
+    model = TableModel(17, 4)
+    root = model.root(states(9, 5))
+    noise = torch.randn(5, 4)
+    out = search(root, model.recurrent_fn, 0, gumbel_noise=noise)
+    assert torch.equal(out.action, (noise + root.prior_logits).argmax(1))
+    assert (out.visit_counts == 0).all()
+    torch.testing.assert_close(out.root_value, root.value)
+    assert model.calls == []
+
+
+# ----------------------------------------------------------------------------------------------
+# Embeddings: nests, device path, dtypes
+
+
+class NestedTable(TableModel):
+    """Same model, embedding = {"s": (state, float copy of state), "extra": [B, 3] bool}."""
+
+    def nested_root(self, st):
+        r = self.root(st)
+        return Root(r.prior_logits, r.value, self.wrap(st))
+
+    def wrap(self, st):
+        return {"s": (st, st.double()[:, None]), "extra": (st[:, None] % 2 == 0).expand(-1, 3)}
+
+    def nested_fn(self, emb, actions):
+        st = emb["s"][0]
+        assert torch.equal(emb["s"][1][:, 0], st.double())
+        assert torch.equal(emb["extra"], (st[:, None] % 2 == 0).expand(-1, 3))
+        step, nxt = self.recurrent_fn(st, actions)
+        return step, self.wrap(nxt)
+
+
+@pytest.mark.parametrize("method", ["gumbel", "puct"])
+def test_nested_embeddings_and_torch_gather_path(method, monkeypatch):
+    model = NestedTable(18, 5)
+    st = states(10, 6)
+    noise = torch.randn(6, 5)
+    plain = search(model.root(st), model.recurrent_fn, 30, method=method, gumbel_noise=noise)
+    nested = search(model.nested_root(st), model.nested_fn, 30, method=method, gumbel_noise=noise)
+    assert_same(plain, nested)
+    monkeypatch.setattr(mcts, "_host_store", lambda leaves: False)  # the device (torch) path
+    device = search(model.nested_root(st), model.nested_fn, 30, method=method, gumbel_noise=noise)
+    assert_same(plain, device)
+
+
+def test_float64_and_strided_outputs():
+    model = TableModel(19, 4)
+    st = states(11, 5)
+
+    def fn64(emb, actions):
+        step, nxt = model.recurrent_fn(emb, actions)
+        wide = torch.cat([step.prior_logits.double(), torch.zeros(5, 3, dtype=torch.float64)], 1)
+        return Step(step.reward.double(), wide[:, :4], step.value.double()), nxt
+
+    noise = torch.randn(5, 4)
+    for method in ("gumbel", "puct"):
+        a = search(model.root(st), model.recurrent_fn, 20, method=method, gumbel_noise=noise)
+        b = search(model.root(st), fn64, 20, method=method, gumbel_noise=noise)
+        assert_same(a, b)
+
+
+def test_errors():
+    model = TableModel(20, 3)
+    root = model.root(states(12, 2))
+    with pytest.raises(ValueError, match="method"):
+        search(root, model.recurrent_fn, 4, method="ucb")
+    with pytest.raises(ValueError, match="at least one valid"):
+        search(root, model.recurrent_fn, 4, invalid_actions=torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match="invalid_actions"):
+        search(root, model.recurrent_fn, 4, invalid_actions=torch.zeros(2, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="prior_logits"):
+        search(Root(torch.zeros(3), torch.zeros(3), torch.zeros(3)), model.recurrent_fn, 4)
+    with pytest.raises(ValueError, match="num_simulations"):
+        search(root, model.recurrent_fn, -1)
+
+    def bad_shape(emb, actions):
+        step, nxt = model.recurrent_fn(emb, actions)
+        return Step(step.reward, step.prior_logits[:, :2], step.value), nxt
+
+    with pytest.raises(ValueError, match="prior_logits"):
+        search(root, bad_shape, 4)
+
+    def bad_embedding(emb, actions):
+        step, nxt = model.recurrent_fn(emb, actions)
+        return step, nxt.float()
+
+    with pytest.raises(ValueError, match="embedding"):
+        search(root, bad_embedding, 4)
+
+
+# ----------------------------------------------------------------------------------------------
+# Golden values (fixed trees; cross-checked against the reference implementation)
+
+GOLDEN_PUCT = {
+    "visits": [[1, 0, 4, 0, 19], [3, 0, 19, 0, 2], [0, 0, 0, 0, 24]],
+    "root_value": [2.520908985618613, -0.2569853535343695, 0.20640077416079788],
+    "action": [4, 2, 4],
+}
+GOLDEN_GUMBEL = {
+    "visits": [[1, 1, 11, 1, 10], [4, 0, 10, 0, 10], [0, 0, 0, 0, 24]],
+    "root_value": [2.1999678633737987, 0.9267721856679602, 4.3586137850186],
+    "action": [2, 2, 4],
+}
+
+
+def golden_case():
+    model = TableModel(2024, 5)
+    st = torch.tensor([3, 41, 77])
+    noise = torch.from_numpy(np.random.default_rng(2024).gumbel(size=(3, 5))).float()
+    invalid = torch.tensor([[False] * 5, [False, True, False, True, False], [True] * 4 + [False]])
+    return model, st, noise, invalid
+
+
+@pytest.mark.parametrize(("method", "golden"), [("puct", GOLDEN_PUCT), ("gumbel", GOLDEN_GUMBEL)])
+def test_golden_values(method, golden):
+    model, st, noise, invalid = golden_case()
+    out = search(
+        model.root(st), model.recurrent_fn, 24, method=method, discount=0.95,
+        gumbel_noise=noise, invalid_actions=invalid,
+    )  # fmt: skip
+    assert out.visit_counts.tolist() == golden["visits"]
+    assert out.action.tolist() == golden["action"]
+    np.testing.assert_allclose(out.root_value.numpy(), golden["root_value"], rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# Continuous control: sampled candidate slots (EfficientZero V2 style)
+
+
+@pytest.mark.parametrize("method", ["gumbel", "puct"])
+def test_continuous_control_over_candidate_slots(method):
+    """Each node carries K sampled actions in its embedding; the search runs over the K slots
+    and recurrent_fn maps slot -> action. Reward -|a - target|^2 and discount 0, so Q(slot) is
+    the immediate reward of its candidate and the best slot is the candidate nearest the target."""
+    B, K, D = 16, 8, 2
+    gen = torch.Generator().manual_seed(0)
+    target = torch.tensor([0.3, -0.5])
+
+    def sample(state):  # K candidate actions in [-1, 1]^D per node, drawn from the node's state
+        g = torch.Generator().manual_seed(int(state.sum().item() * 1000) % 2**31)
+        return torch.rand(state.shape[0], K, D, generator=g) * 2 - 1
+
+    def recurrent_fn(emb, slot):
+        act = emb["candidates"][torch.arange(slot.shape[0]), slot]  # slot -> continuous action
+        reward = -((act - target) ** 2).sum(1)
+        state = emb["state"] + 1.0
+        nxt = {"state": state, "candidates": sample(state)}
+        return Step(reward, torch.zeros(slot.shape[0], K), torch.zeros(slot.shape[0])), nxt
+
+    state = torch.rand(B, 1, generator=gen)
+    cands = torch.rand(B, K, D, generator=gen) * 2 - 1
+    root = Root(torch.zeros(B, K), torch.zeros(B), {"state": state, "candidates": cands})
+    out = search(root, recurrent_fn, 200, method=method, discount=0.0, gumbel_scale=0.0)
+    rewards = -((cands - target) ** 2).sum(2)
+    visited = out.visit_counts > 0
+    torch.testing.assert_close(out.qvalues[visited], rewards[visited])
+    assert torch.equal(out.action, rewards.argmax(1))
