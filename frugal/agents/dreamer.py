@@ -41,6 +41,7 @@ from frugal.nets.distributions import (
     straight_through,
     symlog,
     symlog_buckets,
+    twohot,
     twohot_loss,
     twohot_mean,
     unimix_logits,
@@ -730,12 +731,19 @@ class Agent:
         with torch.set_grad_enabled(self.backprop):
             feats, actions = self.imagine(stoch, deter)
             rewards = twohot_mean(wm.reward(feats[1:]), self.buckets)
+        if self.backprop:  # values carry gradients to the actor; the critic's loss does not
             values = twohot_mean(self.critic(feats), self.buckets)
+            critic_logits = self.critic(feats[:-1].detach())
+        else:  # one critic pass serves both
+            critic_logits = self.critic(feats.detach())
+            values = twohot_mean(critic_logits.detach(), self.buckets)
+            critic_logits = critic_logits[:-1]
         with torch.no_grad():
             cont = (wm.cont(feats[1:].detach()).squeeze(-1) > 0).float()
             cont = torch.cat([1.0 - terminal.flatten()[None].float(), cont])
             discount = 1.0 - 1.0 / cfg.horizon
             weight = torch.cumprod(discount * cont, 0) / discount
+            slow = twohot_mean(self.slow_critic(feats[:-1].detach()), self.buckets)
         returns = lambda_returns(rewards, values, discount * cont[1:], cfg.return_lambda)
         scale = self.retnorm.update(returns)
         advantage = (returns - values[:-1]) / scale
@@ -747,12 +755,10 @@ class Agent:
             objective = self.actor.log_prob(dist, actions.detach()) * advantage.detach()
         actor_loss = -((objective + cfg.actor_entropy * entropy) * weight[:-1]).mean()
 
-        inputs = feats[:-1].detach()
-        logits = self.critic(inputs)
-        with torch.no_grad():
-            slow = twohot_mean(self.slow_critic(inputs), self.buckets)
-        critic_loss = twohot_loss(logits, returns.detach(), self.buckets)
-        critic_loss = critic_loss + cfg.slow_reg * twohot_loss(logits, slow, self.buckets)
+        # cross-entropy to the λ-return plus slow_reg times cross-entropy to the slow critic
+        targets = twohot(symlog(returns.detach()), self.buckets)
+        targets = targets + cfg.slow_reg * twohot(symlog(slow), self.buckets)
+        critic_loss = -(targets * critic_logits.log_softmax(-1)).sum(-1)
         critic_loss = (critic_loss * weight[:-1]).mean()
         metrics = {
             "train/actor_loss": actor_loss.detach(),
