@@ -46,6 +46,8 @@ class Config:
     torso: str = "auto"  # auto | nature | minatar | mlp
     hidden: tuple[int, ...] = (256, 256)  # MLP torso layers
     head_hidden: int = 512  # hidden units of each head stream
+    precision: str = "fp32"  # fp32 | bf16 (autocast for the forward passes of an update)
+    channels_last: bool = False  # NHWC memory format for convolutions (a CPU speed lever)
 
 
 # hyperparameters a resumed run may change (the rest shape the networks or the replay)
@@ -153,8 +155,11 @@ class Agent:
                 "continuous control"
             )
         self.cfg, self.spec, self.device = cfg, spec, device
-        self.q = QNetwork(spec, cfg).to(device)
-        self.q_target = QNetwork(spec, cfg).to(device)
+        if cfg.precision not in ("fp32", "bf16"):
+            raise FrugalError(f"agent.precision must be fp32 or bf16, got '{cfg.precision}'")
+        memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.q = QNetwork(spec, cfg).to(device, memory_format=memory_format)
+        self.q_target = QNetwork(spec, cfg).to(device, memory_format=memory_format)
         self.q_target.load_state_dict(self.q.state_dict())
         self.q_target.requires_grad_(False)
         self.optimizer = torch.optim.Adam(
@@ -225,14 +230,19 @@ class Agent:
         returns = torch.as_tensor(batch.returns, device=dev)
         discount = torch.as_tensor(batch.discount, device=dev)
 
-        if cfg.double:  # one pass of the online net over obs and next_obs together
-            q_both = self.q(torch.cat([obs, next_obs]))
-            q_all, next_online = q_both[: len(obs)], q_both[len(obs) :].detach()
-        else:
-            q_all = self.q(obs)
+        if cfg.channels_last and obs.ndim == 4:
+            obs = obs.contiguous(memory_format=torch.channels_last)
+            next_obs = next_obs.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(dev.type, torch.bfloat16, enabled=cfg.precision == "bf16"):
+            if cfg.double:  # one pass of the online net over obs and next_obs together
+                q_both = self.q(torch.cat([obs, next_obs])).float()
+                q_all, next_online = q_both[: len(obs)], q_both[len(obs) :].detach()
+            else:
+                q_all = self.q(obs).float()
+            with torch.no_grad():
+                next_target = self.q_target(next_obs).float()
         q = q_all.gather(1, actions[:, None]).squeeze(1)
         with torch.no_grad():
-            next_target = self.q_target(next_obs)
             if cfg.double:
                 next_actions = next_online.argmax(1, keepdim=True)
             else:
