@@ -13,21 +13,31 @@ import statistics
 import time
 
 import numpy as np
+from machine import describe
 
 from frugal.config import EnvConfig
 from frugal.envs import make_env, resolve
-from machine import describe
 
 
 def raw_env(config: EnvConfig, num_envs: int):
     from ale_py.vector_env import AtariVectorEnv
 
     return AtariVectorEnv(
-        "breakout", num_envs, num_threads=num_envs, autoreset_mode="SameStep",
+        "breakout",
+        num_envs,
+        num_threads=num_envs,
+        autoreset_mode="SameStep",
         max_num_frames_per_episode=config.max_episode_frames,
-        repeat_action_probability=config.sticky_actions, img_height=84, img_width=84,
-        grayscale=True, stack_num=4, frameskip=config.frame_skip, maxpool=True,
-        noop_max=config.noop_max, reward_clipping=False, use_fire_reset=config.fire_reset,
+        repeat_action_probability=config.sticky_actions,
+        img_height=84,
+        img_width=84,
+        grayscale=True,
+        stack_num=4,
+        frameskip=config.frame_skip,
+        maxpool=True,
+        noop_max=config.noop_max,
+        reward_clipping=False,
+        use_fire_reset=config.fire_reset,
     )
 
 
@@ -52,7 +62,9 @@ def main() -> None:
     frugal_sps, raw_sps = [], []
     for _ in range(args.rounds):
         frugal_sps.append(steps_per_second(ours.step, args.envs, args.steps, actions))
-        raw_sps.append(steps_per_second(lambda a: raw.step(a.astype(np.int32)), args.envs, args.steps, actions))
+        raw_sps.append(
+            steps_per_second(lambda a: raw.step(a.astype(np.int32)), args.envs, args.steps, actions)
+        )
     f, r = statistics.median(frugal_sps), statistics.median(raw_sps)
     print(describe())
     print(f"Breakout, {args.envs} envs, {args.steps} steps x {args.rounds} rounds (medians)")

@@ -15,11 +15,11 @@ import time
 
 import numpy as np
 import torch
+from machine import describe
 
 from frugal.agents import dqn
 from frugal.agents.base import Transition
 from frugal.envs.base import EnvSpec
-from machine import describe
 
 SPEC = EnvSpec((4, 84, 84), np.dtype(np.uint8), True, 4, (1, 84, 84), True, 4, obs_high=255.0)
 VARIANTS = {
@@ -40,8 +40,18 @@ def make_agent(**kw) -> dqn.Agent:
         nxt = np.roll(obs, -1, axis=1)
         nxt[:, -1] = rng.integers(0, 256, (1, 84, 84), dtype=np.uint8)
         done = np.array([t % 500 == 499])
-        agent.observe(Transition(obs, rng.integers(0, 4, 1), zeros.astype(np.float32), done,
-                                 zeros.astype(bool), done, nxt, nxt))
+        agent.observe(
+            Transition(
+                obs,
+                rng.integers(0, 4, 1),
+                zeros.astype(np.float32),
+                done,
+                zeros.astype(bool),
+                done,
+                nxt,
+                nxt,
+            )
+        )
         obs = nxt
     return agent
 
@@ -53,7 +63,7 @@ def main() -> None:
     args = parser.parse_args()
     agents = {name: make_agent(**kw) for name, kw in VARIANTS.items()}
     rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
-    for name, agent in agents.items():  # warm-up
+    for agent in agents.values():  # warm-up
         for _ in range(10):
             agent.update()
     for _ in range(args.rounds):
@@ -68,7 +78,10 @@ def main() -> None:
         sample.sample(32, np.random.default_rng(0))
     sample_ms = (time.perf_counter() - start) / args.updates * 1e3
     print(describe(), f"torch threads {torch.get_num_threads()}")
-    print(f"Atari DQN (Nature CNN, dueling, double, 3-step), batch 32, {args.updates} updates x {args.rounds} rounds")
+    print(
+        "Atari DQN (Nature CNN, dueling, double, 3-step), batch 32, "
+        f"{args.updates} updates x {args.rounds} rounds"
+    )
     for name, values in rates.items():
         print(f"{name:<22} {statistics.median(values):8.1f} updates/s")
     print(f"replay sample (batch 32, stacks rebuilt) {sample_ms:.2f} ms")

@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import frugal
 from machine import describe
+
+import frugal
 
 
 def main() -> None:
@@ -35,16 +36,25 @@ def main() -> None:
         if (run_dir / "config.yaml").exists():
             run = frugal.resume(run_dir, steps=args.steps)
         else:
-            run = frugal.train(args.algo, args.env, args.preset, args.steps, seed, run_dir,
-                               ["run.progress=false", *args.overrides])
+            run = frugal.train(
+                args.algo,
+                args.env,
+                args.preset,
+                args.steps,
+                seed,
+                run_dir,
+                ["run.progress=false", *args.overrides],
+            )
         evals = [p for p in run.metrics if "eval/return_mean" in p]
         curve = "  ".join(f"{p['env_step']}:{p['eval/return_mean']:.1f}" for p in evals)
         print(f"{name} seed {seed}: {curve}")
         if args.target is not None:
             hit = next((p for p in evals if p["eval/return_mean"] >= args.target), None)
             if hit:
-                print(f"  reached {args.target} at {hit['env_step']:,} env steps, "
-                      f"{hit['wall_s']:.0f} s wall, {hit['update']:,} updates")
+                print(
+                    f"  reached {args.target} at {hit['env_step']:,} env steps, "
+                    f"{hit['wall_s']:.0f} s wall, {hit['update']:,} updates"
+                )
             else:
                 print(f"  did not reach {args.target} within {args.steps:,} env steps")
         print(f"  total wall {evals[-1]['wall_s']:.0f} s", flush=True)

@@ -13,9 +13,9 @@ import argparse
 import resource
 
 import numpy as np
+from machine import describe
 
 from frugal.replay.streams import StreamReplay
-from machine import describe
 
 
 def rss_mib() -> float:
@@ -39,10 +39,26 @@ def main() -> None:
         nxt = np.roll(obs, -1, axis=1)
         nxt[:, -1] = rng.integers(0, 256, (envs, 84, 84), dtype=np.uint8)
         done = np.full(envs, t % 1000 == 999)
-        replay.add(obs, zeros.astype(np.int64), zeros.astype(np.float32), done, zeros.astype(bool), done, nxt, nxt)
+        replay.add(
+            obs,
+            zeros.astype(np.int64),
+            zeros.astype(np.float32),
+            done,
+            zeros.astype(bool),
+            done,
+            nxt,
+            nxt,
+        )
         obs = nxt
-    arrays = [replay.frames, replay.first, replay.actions, replay.rewards, replay.terminated,
-              replay.truncated, replay.tree.tree]
+    arrays = [
+        replay.frames,
+        replay.first,
+        replay.actions,
+        replay.rewards,
+        replay.terminated,
+        replay.truncated,
+        replay.tree.tree,
+    ]
     held = sum(a.nbytes for a in arrays)
     grown = (rss_mib() - before) * 2**20
     stacked = 2 * 6 * 84 * 84 * 4  # the reference write-up: float32 6-frame state + next state
@@ -51,7 +67,9 @@ def main() -> None:
     print(f"replay arrays       {held / n:8,.0f} bytes/transition ({held / 2**20:,.0f} MiB)")
     print(f"RSS growth          {grown / n:8,.0f} bytes/transition")
     print(f"float32 6-stacks    {stacked:8,.0f} bytes/transition ({stacked * n / 2**30:,.1f} GiB)")
-    print(f"peak RSS            {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
+    print(
+        f"peak RSS            {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

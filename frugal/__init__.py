@@ -1,8 +1,8 @@
 """frugal: sample-efficient deep reinforcement learning that fits on one machine.
 
-    import frugal
-    run = frugal.train("dqn", env="gym/CartPole-v1", steps=50_000)
-    run.evaluate(episodes=10, video=True)
+import frugal
+run = frugal.train("dqn", env="gym/CartPole-v1", steps=50_000)
+run.evaluate(episodes=10, video=True)
 """
 
 from frugal.api import Run, evaluate, load_run, resume, train

@@ -137,7 +137,8 @@ def train(
     path = Path(run_dir) if run_dir else _new_run_dir(config, Path("runs"))
     if (path / CHECKPOINTS).exists() or (path / CONFIG_FILE).exists():
         raise FrugalError(
-            f"{path} already holds a run; continue it with 'frugal resume {path}' or pick a new --run-dir"
+            f"{path} already holds a run; continue it with 'frugal resume {path}' "
+            "or pick a new --run-dir"
         )
     path.mkdir(parents=True, exist_ok=True)
     save_config(config, path)
@@ -160,7 +161,9 @@ def resume(
         overrides = [f"{k}={v}" for k, v in overrides.items()]
     changes = parse_overrides(list(overrides or []), config)
     module = agent_module(config.algo)
-    frozen = [f"env.{k}" for k in changes["env"]] + (["run.seed"] if "seed" in changes["run"] else [])
+    frozen = [f"env.{k}" for k in changes["env"]] + (
+        ["run.seed"] if "seed" in changes["run"] else []
+    )
     frozen += [f"agent.{k}" for k in changes["agent"] if k not in module.MUTABLE]
     if frozen:
         raise FrugalError(
@@ -195,7 +198,9 @@ def evaluate(
     video_path = None
     if video:
         video_path = (
-            Path(video) if not isinstance(video, bool) else path / "videos" / f"eval-step-{runner.env_step}.mp4"
+            Path(video)
+            if not isinstance(video, bool)
+            else path / "videos" / f"eval-step-{runner.env_step}.mp4"
         )
         video_path.parent.mkdir(parents=True, exist_ok=True)
     result = runner.evaluate(video=video_path, episodes=episodes)

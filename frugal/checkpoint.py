@@ -35,9 +35,7 @@ def _flatten(value: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
         if not all(isinstance(k, str | int) for k in value):
             raise TypeError(f"checkpoint keys must be str or int at {path}")
         # JSON keys are strings: remember int keys (optimizer states use them)
-        return {
-            "__dict__": [[k, _flatten(v, f"{path}/{k}", tensors)] for k, v in value.items()]
-        }
+        return {"__dict__": [[k, _flatten(v, f"{path}/{k}", tensors)] for k, v in value.items()]}
     if isinstance(value, list | tuple):
         items = [_flatten(v, f"{path}/{i}", tensors) for i, v in enumerate(value)]
         return {"__tuple__": items} if isinstance(value, tuple) else items
@@ -127,7 +125,9 @@ def load(path: str | Path) -> dict[str, Any]:
         tensors = torch.load(path / "tensors.pt", map_location="cpu", weights_only=True)
         return _unflatten(meta["state"], tensors)
     except FileNotFoundError as e:
-        raise FrugalError(f"checkpoint {path} is incomplete: {Path(e.filename).name} missing") from None
+        raise FrugalError(
+            f"checkpoint {path} is incomplete: {Path(e.filename).name} missing"
+        ) from None
     except Exception as e:  # corrupt JSON, truncated zip, unsafe pickle content ...
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise FrugalError(f"checkpoint {path} cannot be read ({first_line[:200]})") from None

@@ -61,7 +61,9 @@ def _list() -> None:
     print("env suites (--env) and protocols (env.protocol=...):")
     examples = {"atari": "atari/Breakout", "minatar": "minatar/breakout", "gym": "gym/CartPole-v1"}
     for suite, protocols in PROTOCOLS.items():
-        print(f"  {suite + '/...':<12} e.g. {examples[suite]:<18} protocols: {', '.join(protocols)}")
+        print(
+            f"  {suite + '/...':<12} e.g. {examples[suite]:<18} protocols: {', '.join(protocols)}"
+        )
 
 
 def run(argv: list[str]) -> int:
@@ -69,7 +71,9 @@ def run(argv: list[str]) -> int:
     # key=value pairs may follow options (argparse stops collecting positionals at an option)
     stray = [e for e in extra if e.startswith("-") or "=" not in e]
     if stray or (extra and not hasattr(args, "overrides")):
-        raise FrugalError(f"unrecognized arguments: {' '.join(stray or extra)} (see 'frugal --help')")
+        raise FrugalError(
+            f"unrecognized arguments: {' '.join(stray or extra)} (see 'frugal --help')"
+        )
     if extra:
         args.overrides = list(args.overrides) + extra
     from frugal import api

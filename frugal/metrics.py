@@ -20,7 +20,9 @@ class MetricsWriter:
     `offset()` is saved in each checkpoint; a resumed run truncates the file back to it, so the
     log never holds points from work that the checkpoint does not contain."""
 
-    def __init__(self, run_dir: Path, resume_offset: int | None = None, purge_step: int | None = None):
+    def __init__(
+        self, run_dir: Path, resume_offset: int | None = None, purge_step: int | None = None
+    ):
         self.path = run_dir / METRICS_FILE
         if resume_offset is not None and self.path.exists():
             with open(self.path, "rb+") as f:
@@ -73,7 +75,8 @@ class Progress:
         self._start_step = start_step
         self._bar = None
         if self.live:
-            from rich.progress import BarColumn, Progress as RichProgress, TextColumn
+            from rich.progress import BarColumn, TextColumn
+            from rich.progress import Progress as RichProgress
 
             self._bar = RichProgress(
                 TextColumn("{task.description}"),
@@ -82,7 +85,9 @@ class Progress:
                 TextColumn("{task.fields[info]}"),
                 transient=False,
             )
-            self._task = self._bar.add_task("train", total=total_steps, completed=start_step, info="")
+            self._task = self._bar.add_task(
+                "train", total=total_steps, completed=start_step, info=""
+            )
             self._bar.start()
 
     def update(self, env_step: int, updates: int, start_updates: int, last_return: float | None):

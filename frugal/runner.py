@@ -33,7 +33,9 @@ def resolve_device(name: str) -> torch.device:
 
 def build_agent(config: Config, spec, num_envs: int) -> Any:
     module = agent_module(config.algo)
-    return module.Agent(config.agent, spec, num_envs, resolve_device(config.run.device), config.run.seed)
+    return module.Agent(
+        config.agent, spec, num_envs, resolve_device(config.run.device), config.run.seed
+    )
 
 
 def _crossed(before: int, after: int, every: int) -> bool:
@@ -239,7 +241,9 @@ class Runner:
             self.episode_lengths = saved["episode_lengths"].copy()
         else:
             # the emulator state cannot be captured: games in progress restart
-            seed = int(np.random.default_rng([self.config.run.seed, 3, self.env_step]).integers(2**31))
+            seed = int(
+                np.random.default_rng([self.config.run.seed, 3, self.env_step]).integers(2**31)
+            )
             self.obs = self.env.reset(seed)
             self.first = np.ones(n, dtype=bool)
             self.act_state = self.agent.initial_act_state(n)

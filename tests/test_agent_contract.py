@@ -22,8 +22,12 @@ from frugal.errors import FrugalError
 FAST: dict[str, list[str]] = {
     "dqn": ["agent.learning_starts=64", "agent.batch_size=16", "agent.buffer_size=2000"],
     "ppo": ["agent.num_steps=32", "agent.num_minibatches=2", "agent.update_epochs=2"],
-    "dreamerv3": ["agent.size=tiny", "agent.batch_size=4", "agent.batch_length=8",
-                  "agent.learning_starts=64"],
+    "dreamerv3": [
+        "agent.size=tiny",
+        "agent.batch_size=4",
+        "agent.batch_length=8",
+        "agent.learning_starts=64",
+    ],
     "efficientzero": ["agent.num_simulations=4", "agent.batch_size=16", "agent.learning_starts=64"],
 }
 COMMON = ["run.progress=false", "env.num_envs=2", "run.eval_episodes=2", "run.eval_envs=2"]
@@ -39,11 +43,15 @@ def _stable(points: list[dict]) -> list[dict]:
 
 
 def _overrides(algo: str, every: int) -> list[str]:
-    return COMMON + FAST.get(algo, []) + [
-        f"run.eval_every={every}",
-        f"run.log_every={every // 2}",
-        f"run.checkpoint_every={every}",
-    ]
+    return (
+        COMMON
+        + FAST.get(algo, [])
+        + [
+            f"run.eval_every={every}",
+            f"run.log_every={every // 2}",
+            f"run.checkpoint_every={every}",
+        ]
+    )
 
 
 @pytest.fixture(params=sorted(ALGORITHMS))
@@ -54,10 +62,22 @@ def algo(request) -> str:
 def test_resume_continues_exactly_as_uninterrupted(algo, tmp_path):
     torch.set_num_threads(1)
     overrides = _overrides(algo, STEPS // 2)
-    straight = frugal.train(algo, "gym/CartPole-v1", steps=2 * STEPS, seed=3,
-                            run_dir=tmp_path / "straight", overrides=overrides)
-    first = frugal.train(algo, "gym/CartPole-v1", steps=STEPS, seed=3,
-                         run_dir=tmp_path / "split", overrides=overrides)
+    straight = frugal.train(
+        algo,
+        "gym/CartPole-v1",
+        steps=2 * STEPS,
+        seed=3,
+        run_dir=tmp_path / "straight",
+        overrides=overrides,
+    )
+    first = frugal.train(
+        algo,
+        "gym/CartPole-v1",
+        steps=STEPS,
+        seed=3,
+        run_dir=tmp_path / "split",
+        overrides=overrides,
+    )
     resumed = frugal.resume(first.dir, steps=2 * STEPS)
     a, b = _stable(straight.metrics), _stable(resumed.metrics)
     assert [p["env_step"] for p in a] == [p["env_step"] for p in b]
@@ -69,8 +89,14 @@ def test_resume_continues_exactly_as_uninterrupted(algo, tmp_path):
 def test_evaluate_reports_raw_scores_and_writes_video(algo, tmp_path):
     import imageio.v2 as imageio
 
-    run = frugal.train(algo, "gym/CartPole-v1", steps=128, seed=0, run_dir=tmp_path / "r",
-                       overrides=_overrides(algo, 128))
+    run = frugal.train(
+        algo,
+        "gym/CartPole-v1",
+        steps=128,
+        seed=0,
+        run_dir=tmp_path / "r",
+        overrides=_overrides(algo, 128),
+    )
     result = run.evaluate(episodes=2, video=True)
     assert result["eval/episodes"] == 2
     assert result["eval/return_mean"] >= 1  # CartPole pays 1 per step survived
@@ -80,8 +106,14 @@ def test_evaluate_reports_raw_scores_and_writes_video(algo, tmp_path):
 
 
 def test_bad_checkpoints_are_refused(algo, tmp_path):
-    run = frugal.train(algo, "gym/CartPole-v1", steps=128, seed=0, run_dir=tmp_path / "r",
-                       overrides=_overrides(algo, 128))
+    run = frugal.train(
+        algo,
+        "gym/CartPole-v1",
+        steps=128,
+        seed=0,
+        run_dir=tmp_path / "r",
+        overrides=_overrides(algo, 128),
+    )
     ckpt = frugal.checkpoint.latest(run.dir / "checkpoints")
     (ckpt / "tensors.pt").write_bytes(b"not a zip file")
     with pytest.raises(FrugalError, match="cannot be read"):
@@ -90,8 +122,9 @@ def test_bad_checkpoints_are_refused(algo, tmp_path):
 
 def test_checkpoint_with_pickled_code_is_refused(tmp_path):
     run_dir = tmp_path / "r"
-    frugal.train("dqn", "gym/CartPole-v1", steps=128, run_dir=run_dir,
-                 overrides=_overrides("dqn", 128))
+    frugal.train(
+        "dqn", "gym/CartPole-v1", steps=128, run_dir=run_dir, overrides=_overrides("dqn", 128)
+    )
     ckpt = frugal.checkpoint.latest(run_dir / "checkpoints")
     marker = tmp_path / "pwned"
 
@@ -112,10 +145,24 @@ def _metrics(run_dir: Path) -> list[dict]:
 def test_sigkill_loses_at_most_one_checkpoint_interval(algo, tmp_path):
     run_dir = tmp_path / "killed"
     interval, total = 128, 4096
-    cmd = [sys.executable, "-m", "frugal", "train", algo, "--env", "gym/CartPole-v1",
-           "--steps", str(total), "--run-dir", str(run_dir), *COMMON, *FAST.get(algo, []),
-           f"run.checkpoint_every={interval}", f"run.log_every={interval // 2}",
-           "run.eval_every=0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "frugal",
+        "train",
+        algo,
+        "--env",
+        "gym/CartPole-v1",
+        "--steps",
+        str(total),
+        "--run-dir",
+        str(run_dir),
+        *COMMON,
+        *FAST.get(algo, []),
+        f"run.checkpoint_every={interval}",
+        f"run.log_every={interval // 2}",
+        "run.eval_every=0",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
@@ -128,10 +175,14 @@ def test_sigkill_loses_at_most_one_checkpoint_interval(algo, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     logged = _metrics(run_dir)[-1]["env_step"]
-    saved_step = frugal.checkpoint.load(frugal.checkpoint.latest(run_dir / "checkpoints"))["env_step"]
+    saved_step = frugal.checkpoint.load(frugal.checkpoint.latest(run_dir / "checkpoints"))[
+        "env_step"
+    ]
     assert logged - saved_step <= interval
 
-    resumed = frugal.resume(run_dir, steps=saved_step + 2 * interval, overrides=["run.progress=false"])
+    resumed = frugal.resume(
+        run_dir, steps=saved_step + 2 * interval, overrides=["run.progress=false"]
+    )
     steps = [p["env_step"] for p in resumed.metrics]
     assert steps == sorted(set(steps)), "no log point may be duplicated after a resume"
     assert steps[-1] == saved_step + 2 * interval

@@ -45,12 +45,18 @@ def _checkpoint_digest(run_dir: Path) -> str:
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        (["train", "dqm", "--env", "gym/CartPole-v1"], "unknown algorithm 'dqm' (did you mean dqn?)"),
+        (
+            ["train", "dqm", "--env", "gym/CartPole-v1"],
+            "unknown algorithm 'dqm' (did you mean dqn?)",
+        ),
         (["train", "dqn", "--env", "gym/CartPole-v2"], "did you mean CartPole-v1"),
         (["train", "dqn", "--env", "gim/CartPole-v1"], "unknown env suite 'gim'"),
         (["train", "dqn", "--env", "atari/Breakot"], "did you mean"),
         (["train", "dqn", "--env", "minatar/breakut"], "did you mean breakout"),
-        (["train", "dqn", "--env", "gym/CartPole-v1", "--preset", "cartpol"], "did you mean cartpole"),
+        (
+            ["train", "dqn", "--env", "gym/CartPole-v1", "--preset", "cartpol"],
+            "did you mean cartpole",
+        ),
         (["train", "dqn", "--env", "gym/CartPole-v1", "agent.lrr=1"], "did you mean agent.lr,"),
         (["train", "dqn", "--env", "gym/CartPole-v1", "lr=fast"], "'agent.lr' takes float"),
         (["train", "dqn", "--env", "gym/CartPole-v1", "agent.dueling=maybe"], "true or false"),
@@ -101,7 +107,9 @@ def test_real_process_prints_no_traceback():
 
 
 def test_key_value_overrides_convert_and_resolve_sections():
-    config = Config("dqn", "x", EnvConfig(), RunConfig(), frugal.agents.agent_module("dqn").Config())
+    config = Config(
+        "dqn", "x", EnvConfig(), RunConfig(), frugal.agents.agent_module("dqn").Config()
+    )
     parsed = parse_overrides(["lr=1e-3", "run.steps=2e4", "hidden=64,64", "eval_every=5"], config)
     assert parsed == {
         "env": {},

@@ -16,8 +16,9 @@ PIXELS = EnvSpec((4, 10, 10), np.dtype(np.uint8), True, 1, (4, 10, 10), True, 3)
 
 
 def _agent(spec=VECTOR, **kw):
-    cfg = dqn.Config(buffer_size=500, learning_starts=10, batch_size=8, hidden=(16,),
-                     head_hidden=8, **kw)
+    cfg = dqn.Config(
+        buffer_size=500, learning_starts=10, batch_size=8, hidden=(16,), head_hidden=8, **kw
+    )
     return dqn.Agent(cfg, spec, 1, torch.device("cpu"), seed=0)
 
 
@@ -44,9 +45,17 @@ def test_replay_ratio_is_exact_in_env_steps():
     assert ratio_updates_due(10, 2.0, 0) == 20
 
 
-@pytest.mark.parametrize("variant", [{}, {"channels_last": True}, {"precision": "bf16"},
-                                     {"precision": "bf16", "channels_last": True},
-                                     {"prioritized": True}, {"double": False, "dueling": False}])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {},
+        {"channels_last": True},
+        {"precision": "bf16"},
+        {"precision": "bf16", "channels_last": True},
+        {"prioritized": True},
+        {"double": False, "dueling": False},
+    ],
+)
 def test_update_variants_run_and_learn_something(variant):
     agent = _agent(PIXELS, torso="minatar", **variant)
     rng = np.random.default_rng(0)
@@ -54,8 +63,18 @@ def test_update_variants_run_and_learn_something(variant):
     obs = rng.integers(0, 2, (1, 4, 10, 10), dtype=np.uint8)
     for _ in range(64):
         nxt = rng.integers(0, 2, (1, 4, 10, 10), dtype=np.uint8)
-        agent.observe(Transition(obs, rng.integers(0, 3, 1), np.ones(1, np.float32),
-                                 zeros.astype(bool), zeros.astype(bool), zeros.astype(bool), nxt, nxt))
+        agent.observe(
+            Transition(
+                obs,
+                rng.integers(0, 3, 1),
+                np.ones(1, np.float32),
+                zeros.astype(bool),
+                zeros.astype(bool),
+                zeros.astype(bool),
+                nxt,
+                nxt,
+            )
+        )
         obs = nxt
     losses = [agent.update()["train/loss"] for _ in range(30)]
     assert all(np.isfinite(losses))

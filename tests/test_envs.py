@@ -39,8 +39,9 @@ def _play(env, steps, seed=0):
     return results
 
 
-@pytest.mark.parametrize("env_id", ["gym/CartPole-v1", "gym/Pendulum-v1", "minatar/breakout",
-                                    "minatar/seaquest"])
+@pytest.mark.parametrize(
+    "env_id", ["gym/CartPole-v1", "gym/Pendulum-v1", "minatar/breakout", "minatar/seaquest"]
+)
 def test_captured_state_continues_exactly(env_id):
     env = make_env(EnvConfig(id=env_id), 2)
     env.reset(seed=5)

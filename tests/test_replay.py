@@ -12,8 +12,9 @@ GAMMA = 0.5
 
 
 def _vector_replay(n_step=3, capacity=100, num_envs=1, **kw):
-    return StreamReplay(capacity, num_envs, (1,), np.dtype(np.float32), 1, n_step=n_step,
-                        gamma=GAMMA, **kw)
+    return StreamReplay(
+        capacity, num_envs, (1,), np.dtype(np.float32), 1, n_step=n_step, gamma=GAMMA, **kw
+    )
 
 
 def _add(replay, obs, reward, terminated=False, truncated=False, next_obs=None, final=None):
@@ -22,8 +23,16 @@ def _add(replay, obs, reward, terminated=False, truncated=False, next_obs=None, 
     next_obs = obs + 1 if next_obs is None else next_obs
     final = next_obs if final is None else final
     arr = lambda x, dt=np.float32: np.array([x], dtype=dt)  # noqa: E731
-    replay.add(arr([obs]), arr(0, np.int64), arr(reward), arr(terminated, bool),
-               arr(truncated, bool), arr(reset, bool), arr([next_obs]), arr([final]))
+    replay.add(
+        arr([obs]),
+        arr(0, np.int64),
+        arr(reward),
+        arr(terminated, bool),
+        arr(truncated, bool),
+        arr(reset, bool),
+        arr([next_obs]),
+        arr([final]),
+    )
 
 
 def _batch_at(replay, row):
@@ -77,16 +86,30 @@ def test_frame_stacks_rebuilt_with_zeros_before_the_first_frame_of_a_game():
     # game 1 shows frames 1, 2 and ends; game 2 shows 3, 4, 5
     for frame, nxt, done in [(1, 2, False), (2, 3, True), (3, 4, False), (4, 5, False)]:
         flag = np.array([done])
-        replay.add(obs(frame), zero.astype(np.int64), zero.astype(np.float32), flag,
-                   np.array([False]), flag, obs(nxt), obs(nxt))
+        replay.add(
+            obs(frame),
+            zero.astype(np.int64),
+            zero.astype(np.float32),
+            flag,
+            np.array([False]),
+            flag,
+            obs(nxt),
+            obs(nxt),
+        )
     stacks = replay.stack(np.arange(5), np.zeros(5, dtype=np.int64))[:, :, 0, 0]
     assert stacks.tolist() == [[0, 0, 1], [0, 1, 2], [0, 0, 3], [0, 3, 4], [3, 4, 5]]
 
 
 def test_atari_sized_transition_costs_under_8_kb():
     replay = StreamReplay(100_000, 1, (1, 84, 84), np.dtype(np.uint8), 4, n_step=3)
-    arrays = [replay.frames, replay.first, replay.actions, replay.rewards, replay.terminated,
-              replay.truncated]
+    arrays = [
+        replay.frames,
+        replay.first,
+        replay.actions,
+        replay.rewards,
+        replay.terminated,
+        replay.truncated,
+    ]
     per_transition = sum(a.nbytes for a in arrays) / 100_000
     assert per_transition <= 8 * 1024
 

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 
 from frugal.config import Preset
-from frugal.envs.base import EnvSpec
 
 
 @dataclass

@@ -52,8 +52,20 @@ class Config:
 
 # hyperparameters a resumed run may change (the rest shape the networks or the replay)
 MUTABLE = frozenset(
-    {"lr", "batch_size", "learning_starts", "replay_ratio", "target_update_interval", "tau",
-     "eps_start", "eps_end", "eps_decay_steps", "eval_eps", "per_beta_start", "grad_clip"}
+    {
+        "lr",
+        "batch_size",
+        "learning_starts",
+        "replay_ratio",
+        "target_update_interval",
+        "tau",
+        "eps_start",
+        "eps_end",
+        "eps_decay_steps",
+        "eval_eps",
+        "per_beta_start",
+        "grad_clip",
+    }
 )
 
 PRESETS = {
@@ -298,4 +310,3 @@ class Agent:
         self.rng.bit_generator.state = state["rng"]
         self.env_steps = int(state["env_steps"])
         self.updates = int(state["updates"])
-

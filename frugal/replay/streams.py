@@ -45,7 +45,7 @@ class StreamReplay:
         frame_dtype: np.dtype,
         frame_stack: int,
         action_shape: tuple[int, ...] = (),
-        action_dtype: np.dtype = np.dtype(np.int64),
+        action_dtype: np.dtype | type = np.int64,
         n_step: int = 1,
         gamma: float = 0.99,
         prioritized: bool = False,
@@ -61,7 +61,7 @@ class StreamReplay:
         shape = (self.rows, num_envs)
         self.frames = np.zeros((*shape, *frame_shape), dtype=frame_dtype)
         self.first = np.zeros(shape, dtype=bool)
-        self.actions = np.zeros((*shape, *action_shape), dtype=action_dtype)
+        self.actions = np.zeros((*shape, *action_shape), dtype=np.dtype(action_dtype))
         self.rewards = np.zeros(shape, dtype=np.float32)
         self.terminated = np.zeros(shape, dtype=bool)
         self.truncated = np.zeros(shape, dtype=bool)
@@ -200,7 +200,9 @@ class StreamReplay:
         truncated = self.truncated[slots, envs[:, None]]
         ended = terminated | truncated
         # alive[j]: no end among steps < j
-        alive = np.concatenate([np.ones((len(rows), 1), bool), ~np.cumsum(ended, 1)[:, :-1].astype(bool)], 1)
+        alive = np.concatenate(
+            [np.ones((len(rows), 1), bool), ~np.cumsum(ended, 1)[:, :-1].astype(bool)], 1
+        )
         discounts = self.gamma ** np.arange(n)
         returns = (rewards * alive * discounts).sum(1).astype(np.float32)
         any_end = ended.any(1)
@@ -259,7 +261,9 @@ class StreamReplay:
             saved = np.asarray(state[name])
             target = getattr(self, name)
             if saved.shape[1:] != target.shape[1:] or len(saved) > len(target):
-                raise ValueError(f"replay '{name}' has shape {saved.shape}, expected {target.shape}")
+                raise ValueError(
+                    f"replay '{name}' has shape {saved.shape}, expected {target.shape}"
+                )
             target[: len(saved)] = saved
         keys = np.asarray(state["final_keys"]).tolist()
         values = state.get("final_values")
