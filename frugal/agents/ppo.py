@@ -22,8 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from frugal.agents.base import ActState, EnvSpec, Transition
+from frugal.agents.base import ActState, Transition
 from frugal.config import Preset
+from frugal.envs.base import EnvSpec
 from frugal.nets.normalize import RunningMeanStd
 from frugal.nets.torsos import make_torso, mlp
 
