@@ -27,8 +27,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from frugal.agents.base import ActState, EnvSpec, Transition, ratio_updates_due
+from frugal.agents.base import ActState, Transition, ratio_updates_due
 from frugal.config import Preset
+from frugal.envs.base import EnvSpec
 from frugal.nets.distributions import (
     bounded_normal,
     categorical_entropy,
