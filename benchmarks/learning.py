@@ -27,8 +27,7 @@ def main() -> None:
     parser.add_argument("--preset")
     parser.add_argument("--target", type=float)
     parser.add_argument("--out", default="runs/bench")
-    parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args()
+    args, overrides = parser.parse_known_args()
     name = f"{args.algo}-{args.env.replace('/', '-')}"
     print(describe())
     for seed in args.seeds:
@@ -43,7 +42,7 @@ def main() -> None:
                 args.steps,
                 seed,
                 run_dir,
-                ["run.progress=false", *args.overrides],
+                ["run.progress=false", *overrides],
             )
         evals = [p for p in run.metrics if "eval/return_mean" in p]
         curve = "  ".join(f"{p['env_step']}:{p['eval/return_mean']:.1f}" for p in evals)

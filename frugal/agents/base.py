@@ -17,6 +17,9 @@ import numpy as np
 import torch
 
 from frugal.config import Preset
+from frugal.envs.base import EnvSpec
+
+__all__ = ["ActState", "Agent", "EnvSpec", "Transition", "ratio_updates_due"]
 
 
 @dataclass
