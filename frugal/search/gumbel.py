@@ -37,24 +37,23 @@ LOW_LOGIT = -1e9  # mctx's floor on g + logits + sigma before masking non-consid
 P_DISCOUNT, P_C_VISIT, P_C_SCALE = range(3)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def sigma_completed(b, n, at_root, children, edges, raw_value, invalid, params, sigma):
     """Fill sigma [A] with sigma(rescaled completed Q) of node n of root b (0 on invalid root
     actions). Returns the sum of the children's visits."""
     num_actions = children.shape[2]
-    row = edges[b, n]
     sum_visits = 0.0
     max_visits = 0.0
     sum_probs = 0.0
     weighted = 0.0
     for a in range(num_actions):
         if children[b, n, a] >= 0:
-            nv = row[a, VISITS]
-            q = row[a, Q]
+            nv = edges[b, n, a, VISITS]
+            q = edges[b, n, a, Q]
             sigma[a] = q
             sum_visits += nv
             max_visits = max(max_visits, nv)
-            p = max(row[a, PROB], TINY)
+            p = max(edges[b, n, a, PROB], TINY)
             sum_probs += p
             weighted += p * q
     if sum_visits > 0.0:
@@ -79,24 +78,23 @@ def sigma_completed(b, n, at_root, children, edges, raw_value, invalid, params, 
     return sum_visits
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def root_choice(b, considered_visit, children, edges, invalid, gumbel, sigma):
     """Argmax of max(LOW_LOGIT, g + logits - max logits + sigma) over the valid root actions
     whose visit count equals considered_visit (first index on ties)."""
     num_actions = children.shape[2]
-    row = edges[b, 0]
     top = -np.inf
     for a in range(num_actions):
-        top = max(top, row[a, PRIOR])
+        top = max(top, edges[b, 0, a, PRIOR])
     best = -np.inf
     choice = -1
     for a in range(num_actions):
         if invalid[b, a]:
             continue
-        nv = row[a, VISITS] if children[b, 0, a] >= 0 else 0.0
+        nv = edges[b, 0, a, VISITS] if children[b, 0, a] >= 0 else 0.0
         if nv != considered_visit:
             continue
-        score = max(LOW_LOGIT, gumbel[b, a] + (row[a, PRIOR] - top) + sigma[a])
+        score = max(LOW_LOGIT, gumbel[b, a] + (edges[b, 0, a, PRIOR] - top) + sigma[a])
         if score > best:
             best = score
             choice = a
@@ -107,22 +105,22 @@ def root_choice(b, considered_visit, children, edges, invalid, gumbel, sigma):
     return choice
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def interior_choice(b, n, children, edges, sigma, sum_visits):
     """Argmax of softmax(logits + sigma) - N / (1 + sum N) at node n (first index on ties)."""
     num_actions = children.shape[2]
-    row = edges[b, n]
     top = -np.inf
     for a in range(num_actions):
-        top = max(top, row[a, PRIOR] + sigma[a])
+        top = max(top, edges[b, n, a, PRIOR] + sigma[a])
     z = 0.0
     for a in range(num_actions):
-        sigma[a] = math.exp(row[a, PRIOR] + sigma[a] - top)  # sigma is scratch from here on
+        # sigma is scratch from here on
+        sigma[a] = math.exp(edges[b, n, a, PRIOR] + sigma[a] - top)
         z += sigma[a]
     best = -np.inf
     choice = 0
     for a in range(num_actions):
-        nv = row[a, VISITS] if children[b, n, a] >= 0 else 0.0
+        nv = edges[b, n, a, VISITS] if children[b, n, a] >= 0 else 0.0
         score = sigma[a] / z - nv / (1.0 + sum_visits)
         if score > best:
             best = score
@@ -130,7 +128,7 @@ def interior_choice(b, n, children, edges, sigma, sum_visits):
     return choice
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def select_leaf(b, s, children, edges, raw_value, invalid, gumbel, table, num_considered,
                 params, sigma):  # fmt: skip
     """Descend root b for simulation s to an unexpanded edge. Returns (parent node, action)."""
@@ -167,20 +165,19 @@ def simulate(
         logits = f32_at(l_ptr, (num_roots - 1) * l_stride0 + (num_actions - 1) * l_stride1 + 1)
         store_new_embeddings(store, node, leaf_ptrs, leaf_nbytes, leaf_off)
         for b in range(num_roots):
-            row = edges[b, node]
             base = b * l_stride0
             top = -np.inf
             for a in range(num_actions):
                 x = np.float64(logits[base + a * l_stride1])
-                row[a, PRIOR] = x
+                edges[b, node, a, PRIOR] = x
                 top = max(top, x)
             total = 0.0
             for a in range(num_actions):
-                e = math.exp(row[a, PRIOR] - top)
-                row[a, PROB] = e
+                e = math.exp(edges[b, node, a, PRIOR] - top)
+                edges[b, node, a, PROB] = e
                 total += e
             for a in range(num_actions):
-                row[a, PROB] /= total
+                edges[b, node, a, PROB] /= total
                 children[b, node, a] = -1
             expand_and_backup(
                 b, node, sel_flat[s - 1, b] - b * num_nodes, sel_action[s - 1, b],

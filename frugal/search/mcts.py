@@ -144,8 +144,11 @@ def _gumbel(noise, scale, generator, num_roots, num_actions) -> np.ndarray:
     device = generator.device if generator is not None else torch.device("cpu")
     # -log(Exp(1)) ~ Gumbel(0, 1); fresh draws on every call.
     exp = torch.empty((num_roots, num_actions), dtype=torch.float64, device=device)
-    exp.exponential_(generator=generator).clamp_(min=np.finfo(np.float64).tiny)
-    return _host_array(-scale * exp.log(), np.float64)
+    g = _host_array(exp.exponential_(generator=generator), np.float64)
+    np.maximum(g, np.finfo(np.float64).tiny, out=g)
+    np.log(g, out=g)
+    g *= -scale
+    return g
 
 
 def _dirichlet(alpha, valid: np.ndarray, generator) -> np.ndarray:
@@ -260,9 +263,8 @@ def run(
         minmax[:, 0] = np.inf
         minmax[:, 1] = -np.inf
         rng = _seeds(generator, num_roots)
-        random_ties = 1.0 if generator is not None else 0.0
-        params = np.array(
-            [discount, pb_c_init, pb_c_base, value_delta_max, random_ties], dtype=np.float64
+        params = puct_kernels.make_params(
+            S, discount, pb_c_init, pb_c_base, value_delta_max, generator is not None
         )
         kernel = puct_kernels.simulate
         head = (*tree.arrays(), invalid, minmax, rng, params)

@@ -28,11 +28,20 @@ from frugal.search.tree import PRIOR, ROOT_VISITS, VISITS, Q, expand_and_backup
 TIE_EPSILON = 1e-6
 NUM_FIELDS = 5  # VISITS, VALUE_SUM, REWARD, Q, PRIOR
 
-# Layout of the float64 `params` array handed to the kernels.
-P_DISCOUNT, P_PB_C_INIT, P_PB_C_BASE, P_VALUE_DELTA_MAX, P_RANDOM_TIES = range(5)
+# Layout of the float64 `params` array handed to the kernels: scalars, then the exploration
+# factor pb_c(n) for n = 0..S, then sqrt(n) for n = 0..S (see `make_params`).
+P_DISCOUNT, P_PB_C_INIT, P_PB_C_BASE, P_VALUE_DELTA_MAX, P_RANDOM_TIES, P_TABLES = range(6)
 
 
-@njit(cache=True)
+def make_params(num_sims, discount, pb_c_init, pb_c_base, value_delta_max, random_ties):
+    """float64 params with the per-visit-count tables (same libm calls as inline code)."""
+    pb_c = [math.log((n + pb_c_base + 1.0) / pb_c_base) + pb_c_init for n in range(num_sims + 1)]
+    roots = [math.sqrt(n) for n in range(num_sims + 1)]
+    head = [discount, pb_c_init, pb_c_base, value_delta_max, 1.0 if random_ties else 0.0]
+    return np.array(head + pb_c + roots, dtype=np.float64)
+
+
+@njit(cache=True, inline="always")
 def normalize(q, lo, hi, value_delta_max):
     """Min-max normalised q, clamped to [0, 1]; q itself (clamped) while the range is empty."""
     delta = hi - lo
@@ -48,27 +57,27 @@ def normalize(q, lo, hi, value_delta_max):
     return q
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def select_child(b, n, at_root, parent_q, children, edges, invalid, minmax, rng, params, ties):
     """pUCT choice at node n of root b. Returns (action, mean_q of n)."""
     num_actions = children.shape[2]
-    row = edges[b, n]
     total_q = 0.0
     num_visited = 0
     n_parent = 0.0
     for a in range(num_actions):
         if children[b, n, a] >= 0:
-            total_q += row[a, Q]
-            n_parent += row[a, VISITS]
+            total_q += edges[b, n, a, Q]
+            n_parent += edges[b, n, a, VISITS]
             num_visited += 1
     if at_root and num_visited > 0:
         mean_q = total_q / num_visited
     else:
         mean_q = (parent_q + total_q) / (num_visited + 1)
 
-    pb_c_base = params[P_PB_C_BASE]
-    pb_c = math.log((n_parent + pb_c_base + 1.0) / pb_c_base) + params[P_PB_C_INIT]
-    sqrt_parent = math.sqrt(n_parent)
+    # pb_c_init + ln((n + pb_c_base + 1) / pb_c_base) and sqrt(n), tabulated for n = 0..S
+    num_sims = (params.shape[0] - P_TABLES) // 2 - 1
+    pb_c = params[P_TABLES + np.int64(n_parent)]
+    sqrt_parent = params[P_TABLES + num_sims + 1 + np.int64(n_parent)]
     lo = minmax[b, 0]
     hi = minmax[b, 1]
     delta_max = params[P_VALUE_DELTA_MAX]
@@ -80,10 +89,10 @@ def select_child(b, n, at_root, parent_q, children, edges, invalid, minmax, rng,
         if at_root and invalid[b, a]:
             continue
         if children[b, n, a] >= 0:
-            score = pb_c * (sqrt_parent / (row[a, VISITS] + 1.0)) * row[a, PRIOR]
-            score += normalize(row[a, Q], lo, hi, delta_max)
+            score = pb_c * (sqrt_parent / (edges[b, n, a, VISITS] + 1.0)) * edges[b, n, a, PRIOR]
+            score += normalize(edges[b, n, a, Q], lo, hi, delta_max)
         else:
-            score = pb_c * sqrt_parent * row[a, PRIOR] + unvisited_value
+            score = pb_c * sqrt_parent * edges[b, n, a, PRIOR] + unvisited_value
         if score > best:
             best = score
             ties[0] = a
@@ -96,7 +105,7 @@ def select_child(b, n, at_root, parent_q, children, edges, invalid, minmax, rng,
     return ties[0], mean_q
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def select_leaf(b, children, edges, invalid, minmax, rng, params, ties):
     """Descend from root b's root to an unexpanded edge. Returns (parent node, action)."""
     n = 0
@@ -137,7 +146,6 @@ def simulate(
         logits = f32_at(l_ptr, (num_roots - 1) * l_stride0 + (num_actions - 1) * l_stride1 + 1)
         store_new_embeddings(store, node, leaf_ptrs, leaf_nbytes, leaf_off)
         for b in range(num_roots):
-            row = edges[b, node]
             base = b * l_stride0
             top = -np.inf
             for a in range(num_actions):
@@ -145,10 +153,10 @@ def simulate(
             total = 0.0
             for a in range(num_actions):
                 e = math.exp(np.float64(logits[base + a * l_stride1]) - top)
-                row[a, PRIOR] = e
+                edges[b, node, a, PRIOR] = e
                 total += e
             for a in range(num_actions):
-                row[a, PRIOR] /= total
+                edges[b, node, a, PRIOR] /= total
                 children[b, node, a] = -1
             expand_and_backup(
                 b, node, sel_flat[s - 1, b] - b * num_nodes, sel_action[s - 1, b],

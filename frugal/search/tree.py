@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from frugal.search.workspace import scratch
+from frugal.search.workspace import cache_tree, cached_tree, scratch
 
 VISITS, VALUE_SUM, REWARD, Q, PRIOR, PROB = range(6)
 ROOT_VISITS, ROOT_VALUE_SUM = range(2)
@@ -41,17 +41,22 @@ class Tree:
 
     @staticmethod
     def allocate(num_roots: int, num_nodes: int, num_actions: int, num_fields: int) -> Tree:
-        """Uninitialised arrays (rows are written when their node is created) from this thread's
-        workspace, except the root's row."""
-        shape = (num_roots, num_nodes)
-        tree = Tree(
-            children=scratch("children", (*shape, num_actions), np.int32),
-            edges=scratch("edges", (*shape, num_actions, num_fields), np.float64),
-            raw_value=scratch("raw_value", shape, np.float64),
-            parent=scratch("parent", shape, np.int32),
-            action=scratch("action", shape, np.int32),
-            root=np.zeros((num_roots, 2), dtype=np.float64),
-        )
+        """Uninitialised arrays (a node's rows are written when it is created) carved from this
+        thread's workspace, with the root rows reset. The same views serve every search of one
+        shape on a thread, so a tree is valid until the next search on that thread."""
+        key = (num_roots, num_nodes, num_actions, num_fields)
+        tree = cached_tree(key)
+        if tree is None:
+            shape = (num_roots, num_nodes)
+            tree = Tree(
+                children=scratch("children", (*shape, num_actions), np.int32),
+                edges=scratch("edges", (*shape, num_actions, num_fields), np.float64),
+                raw_value=scratch("raw_value", shape, np.float64),
+                parent=scratch("parent", shape, np.int32),
+                action=scratch("action", shape, np.int32),
+                root=scratch("root", (num_roots, 2), np.float64),
+            )
+            cache_tree(key, tree)
         tree.children[:, 0] = -1
         tree.parent[:, 0] = -1
         tree.action[:, 0] = -1
@@ -62,7 +67,7 @@ class Tree:
         return (self.children, self.edges, self.raw_value, self.parent, self.action, self.root)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def expand_and_backup(
     b, node, parent_node, action_taken, r, v, discount, children, edges, raw_value, parent,
     action, root, minmax, track_minmax,
@@ -78,31 +83,38 @@ def expand_and_backup(
     parent[b, node] = parent_node
     action[b, node] = action_taken
     raw_value[b, node] = v
-    e = edges[b, parent_node, action_taken]
-    e[VISITS] = 1.0
-    e[VALUE_SUM] = v
-    e[REWARD] = r
-    e[Q] = r + discount * v
+    p = parent_node
+    a = action_taken
+    edges[b, p, a, VISITS] = 1.0
+    edges[b, p, a, VALUE_SUM] = v
+    edges[b, p, a, REWARD] = r
+    q = r + discount * v
+    edges[b, p, a, Q] = q
     if track_minmax:
-        _see(minmax, b, e[Q])
-    ret = e[Q]  # return seen by the parent
+        _see(minmax, b, q)
+    ret = q  # return seen by the parent
     n = parent_node
     while n != 0:
-        e = edges[b, parent[b, n], action[b, n]]
-        e[VISITS] += 1.0
-        e[VALUE_SUM] += ret
-        e[Q] = e[REWARD] + discount * (e[VALUE_SUM] / e[VISITS])
+        p = parent[b, n]
+        a = action[b, n]
+        visits = edges[b, p, a, VISITS] + 1.0
+        value_sum = edges[b, p, a, VALUE_SUM] + ret
+        reward = edges[b, p, a, REWARD]
+        q = reward + discount * (value_sum / visits)
+        edges[b, p, a, VISITS] = visits
+        edges[b, p, a, VALUE_SUM] = value_sum
+        edges[b, p, a, Q] = q
         if track_minmax:
-            _see(minmax, b, e[Q])
-        ret = e[REWARD] + discount * ret
-        n = parent[b, n]
+            _see(minmax, b, q)
+        ret = reward + discount * ret
+        n = p
     root[b, ROOT_VISITS] += 1.0
     root[b, ROOT_VALUE_SUM] += ret
     if track_minmax:
         _see(minmax, b, discount * (root[b, ROOT_VALUE_SUM] / root[b, ROOT_VISITS]))
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _see(minmax, b, q):
     if q < minmax[b, 0]:
         minmax[b, 0] = q

@@ -26,9 +26,23 @@ def scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     if buf is None or buf.nbytes < nbytes:
         buf = np.empty(max(nbytes, 64), dtype=np.uint8)
         buffers[name] = buf
+        _local.tree = None  # cached views may point into the buffer being replaced
     return buf[:nbytes].view(dtype).reshape(shape)
+
+
+def cached_tree(key):
+    """The tree views last built on this thread for `key`, or None."""
+    entry = getattr(_local, "tree", None)
+    if entry is not None and entry[0] == key:
+        return entry[1]
+    return None
+
+
+def cache_tree(key, tree) -> None:
+    _local.tree = (key, tree)
 
 
 def release() -> None:
     """Drop this thread's buffers (they are re-created on the next search)."""
     _local.buffers = {}
+    _local.tree = None
