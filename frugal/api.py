@@ -179,6 +179,11 @@ def resume(
         record["run.steps"] = steps
     validate(config)
     runner = Runner(config, path, resume=True)
+    if runner.env_step > config.run.steps:
+        runner.env.close()
+        raise FrugalError(
+            f"{path} is already at env step {runner.env_step:,}; give --steps above that"
+        )
     if record:
         config.history.append({"env_step": runner.env_step, "set": record})
     save_config(config, path)
