@@ -11,6 +11,7 @@ batch crosses devices.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -103,19 +104,16 @@ class HostEmbeddings:
         self._full_shapes = [(num_roots, *shape) for shape, _ in self._spec]
         self._single = isinstance(embedding, torch.Tensor)
         nbytes, offsets, width = [], [], 0
-        for leaf in leaves:
-            nb = leaf[0].numel() * leaf.element_size()
+        for leaf, (shape, _) in zip(leaves, self._spec, strict=True):
+            nb = math.prod(shape) * leaf.element_size()
             nbytes.append(nb)
             offsets.append(width)
             width += -(-nb // _ALIGN) * _ALIGN
         self.leaf_nbytes = np.asarray(nbytes, dtype=np.int64)
         self.leaf_off = np.asarray(offsets, dtype=np.int64)
         self.leaf_ptrs = np.zeros(len(leaves), dtype=np.int64)
-        self._keep: list[torch.Tensor] = []
         self.store = scratch("embeddings", (num_roots, num_sims + 1, width), np.uint8)
-        for leaf, off, nb in zip(leaves, offsets, nbytes, strict=True):
-            flat = leaf.detach().contiguous().view(-1).view(torch.uint8).numpy()
-            self.store[:, 0, off : off + nb] = flat.reshape(num_roots, nb)
+        self.put(embedding)  # the first kernel call copies the root embeddings into node 0
         # Input batches of all simulations: leaf i of simulation s is row s of a fresh
         # [S, B, ...] tensor (never reused, so recurrent_fn may keep what it is given).
         batches = [torch.empty((num_sims, *full), dtype=dtype) for full, (_, dtype) in
@@ -130,7 +128,7 @@ class HostEmbeddings:
         return self._rebuild([rows[s] for rows in self._rows])
 
     def put(self, embedding: Any) -> None:
-        """Point the next kernel call at recurrent_fn's new embeddings (it copies them)."""
+        """Point the next kernel call at new embeddings (it copies them into its new nodes)."""
         if self._single and isinstance(embedding, torch.Tensor):
             leaves = [embedding]
         else:

@@ -158,12 +158,12 @@ def simulate(
     discount = params[P_DISCOUNT]
     sigma = np.empty(num_actions, dtype=np.float64)
     no_minmax = np.empty((1, 2), dtype=np.float64)  # Gumbel keeps no min-max statistics
+    store_new_embeddings(store, s, leaf_ptrs, leaf_nbytes, leaf_off)  # s = 0: the roots
     if s > 0:
         node = s
         rewards = f32_at(r_ptr, (num_roots - 1) * r_stride + 1)
         values = f32_at(v_ptr, (num_roots - 1) * v_stride + 1)
         logits = f32_at(l_ptr, (num_roots - 1) * l_stride0 + (num_actions - 1) * l_stride1 + 1)
-        store_new_embeddings(store, node, leaf_ptrs, leaf_nbytes, leaf_off)
         for b in range(num_roots):
             base = b * l_stride0
             top = -np.inf

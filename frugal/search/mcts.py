@@ -19,12 +19,13 @@ from frugal.search import gumbel as gumbel_kernels
 from frugal.search import puct as puct_kernels
 from frugal.search.embeddings import DeviceEmbeddings, HostEmbeddings, flatten
 from frugal.search.schedule import considered_visits_table
-from frugal.search.tree import PRIOR, PROB, ROOT_VALUE_SUM, ROOT_VISITS, Tree
+from frugal.search.tree import Tree, init_roots
 from frugal.search.types import Root, SearchOutput, Step
 
 RecurrentFn = Callable[[Any, torch.Tensor], tuple[Step, Any]]
 
 METHODS = ("gumbel", "puct")
+_NO_NOISE = np.zeros((0, 0), dtype=np.float64)
 
 
 def search(
@@ -167,12 +168,6 @@ def _host_store(leaves: list[torch.Tensor]) -> bool:
     return all(leaf.is_cpu for leaf in leaves)
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    """Row softmax, exp(x - max) / sum as the kernels compute it; -inf entries get 0."""
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return probs / probs.sum(axis=1, keepdims=True)
-
-
 def _seeds(generator, num_roots: int) -> np.ndarray:
     if generator is None:
         return np.zeros(num_roots, dtype=np.uint64)
@@ -240,39 +235,29 @@ def run(
     value = _host_array(root.value, np.float64)
     invalid = _invalid_mask(invalid_actions, num_roots, num_actions)
 
+    num_fields = gumbel_kernels.NUM_FIELDS if method == "gumbel" else puct_kernels.NUM_FIELDS
+    tree = Tree.allocate(num_roots, S + 1, num_actions, num_fields)
+    minmax = np.empty((num_roots, 2), dtype=np.float64)
+    num_considered = np.empty(num_roots, dtype=np.int32)
+    use_noise = method == "puct" and dirichlet_fraction > 0.0
+    noise = _dirichlet(dirichlet_alpha, ~invalid, generator) if use_noise else _NO_NOISE
+    init_roots(
+        *tree.arrays(), logits, value, invalid, noise, dirichlet_fraction if use_noise else 0.0,
+        method == "gumbel", int(max_considered_actions), num_considered, minmax,
+    )  # fmt: skip
     if method == "gumbel":
-        tree = Tree.allocate(num_roots, S + 1, num_actions, gumbel_kernels.NUM_FIELDS)
-        masked = np.where(invalid, -np.inf, logits)
-        tree.edges[:, 0, :, PRIOR] = masked
-        tree.edges[:, 0, :, PROB] = _softmax(masked)
         noise = _gumbel(gumbel_noise, gumbel_scale, generator, num_roots, num_actions)
-        num_valid = (~invalid).sum(axis=1)
-        num_considered = np.minimum(int(max_considered_actions), num_valid).astype(np.int32)
         table = considered_visits_table(int(max_considered_actions), S)
         params = np.array([discount, c_visit, c_scale], dtype=np.float64)
         kernel = gumbel_kernels.simulate
         head = (*tree.arrays(), invalid, noise, table, num_considered, params)
-    elif method == "puct":
-        tree = Tree.allocate(num_roots, S + 1, num_actions, puct_kernels.NUM_FIELDS)
-        prior = _softmax(np.where(invalid, -np.inf, logits))
-        if dirichlet_fraction > 0.0:
-            noise = _dirichlet(dirichlet_alpha, ~invalid, generator)
-            prior = (1.0 - dirichlet_fraction) * prior + dirichlet_fraction * noise
-        tree.edges[:, 0, :, PRIOR] = prior
-        minmax = np.empty((num_roots, 2), dtype=np.float64)
-        minmax[:, 0] = np.inf
-        minmax[:, 1] = -np.inf
+    else:
         rng = _seeds(generator, num_roots)
         params = puct_kernels.make_params(
             S, discount, pb_c_init, pb_c_base, value_delta_max, generator is not None
         )
         kernel = puct_kernels.simulate
         head = (*tree.arrays(), invalid, minmax, rng, params)
-    else:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    tree.raw_value[:, 0] = value
-    tree.root[:, ROOT_VISITS] = 1.0
-    tree.root[:, ROOT_VALUE_SUM] = value
 
     leaves, _ = flatten(root.embedding)
     on_host = _host_store(leaves)

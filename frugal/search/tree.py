@@ -19,6 +19,7 @@ choosing among a node's children reads two contiguous rows and no child node:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,8 +42,8 @@ class Tree:
 
     @staticmethod
     def allocate(num_roots: int, num_nodes: int, num_actions: int, num_fields: int) -> Tree:
-        """Uninitialised arrays (a node's rows are written when it is created) carved from this
-        thread's workspace, with the root rows reset. The same views serve every search of one
+        """Uninitialised arrays (a node's rows are written when it is created, the roots' by
+        `init_roots`) carved from this thread's workspace. The same views serve every search of one
         shape on a thread, so a tree is valid until the next search on that thread."""
         key = (num_roots, num_nodes, num_actions, num_fields)
         tree = cached_tree(key)
@@ -57,9 +58,6 @@ class Tree:
                 root=scratch("root", (num_roots, 2), np.float64),
             )
             cache_tree(key, tree)
-        tree.children[:, 0] = -1
-        tree.parent[:, 0] = -1
-        tree.action[:, 0] = -1
         return tree
 
     def arrays(self) -> tuple[np.ndarray, ...]:
@@ -120,3 +118,48 @@ def _see(minmax, b, q):
         minmax[b, 0] = q
     if q > minmax[b, 1]:
         minmax[b, 1] = q
+
+
+@njit(cache=True)
+def init_roots(
+    children, edges, raw_value, parent, action, root, logits, value, invalid, noise,
+    noise_fraction, store_logits, max_considered, num_considered, minmax,
+):  # fmt: skip
+    """Write the root rows of every root b from its network outputs.
+
+    logits float64 [B, A] and value [B]; invalid bool [B, A]. PRIOR gets the masked logits
+    (store_logits, Gumbel: PROB = their softmax) or the softmax mixed with `noise` [B, A] at
+    noise_fraction (pUCT, Dirichlet; noise may be empty when the fraction is 0).
+    num_considered [B] = min(max_considered, number of valid actions); minmax [B, 2] = (inf, -inf).
+    """
+    num_roots, _, num_actions = children.shape
+    for b in range(num_roots):
+        top = -np.inf
+        num_valid = 0
+        for a in range(num_actions):
+            children[b, 0, a] = -1
+            if not invalid[b, a]:
+                num_valid += 1
+                top = max(top, logits[b, a])
+        total = 0.0
+        for a in range(num_actions):
+            e = 0.0 if invalid[b, a] else math.exp(logits[b, a] - top)
+            edges[b, 0, a, PROB if store_logits else PRIOR] = e
+            total += e
+        for a in range(num_actions):
+            if store_logits:
+                edges[b, 0, a, PROB] /= total
+                edges[b, 0, a, PRIOR] = -np.inf if invalid[b, a] else logits[b, a]
+            else:
+                p = edges[b, 0, a, PRIOR] / total
+                if noise_fraction > 0.0:
+                    p = (1.0 - noise_fraction) * p + noise_fraction * noise[b, a]
+                edges[b, 0, a, PRIOR] = p
+        num_considered[b] = min(max_considered, num_valid)
+        parent[b, 0] = -1
+        action[b, 0] = -1
+        raw_value[b, 0] = value[b]
+        root[b, ROOT_VISITS] = 1.0
+        root[b, ROOT_VALUE_SUM] = value[b]
+        minmax[b, 0] = np.inf
+        minmax[b, 1] = -np.inf
