@@ -102,7 +102,8 @@ class HostEmbeddings:
         leaves, self._rebuild = flatten(embedding)
         self._spec = _leaf_spec(leaves, num_roots)
         self._full_shapes = [(num_roots, *shape) for shape, _ in self._spec]
-        self._single = isinstance(embedding, torch.Tensor)
+        self.single = self._single = isinstance(embedding, torch.Tensor)
+        self.leaf_shape, self.leaf_dtype = self._full_shapes[0], self._spec[0][1]
         nbytes, offsets, width = [], [], 0
         for leaf, (shape, _) in zip(leaves, self._spec, strict=True):
             nb = math.prod(shape) * leaf.element_size()
@@ -119,7 +120,7 @@ class HostEmbeddings:
         batches = [torch.empty((num_sims, *full), dtype=dtype) for full, (_, dtype) in
                    zip(self._full_shapes, self._spec, strict=True)]  # fmt: skip
         self.batch_base = np.asarray([t.data_ptr() for t in batches], dtype=np.int64)
-        self._rows = [t.unbind(0) for t in batches]
+        self.rows = self._rows = [t.unbind(0) for t in batches]
 
     def batch(self, s: int) -> Any:
         """Simulation s's input batch (filled by the kernel call that selected it)."""

@@ -269,7 +269,47 @@ def run(
     ptrs, batch_base = store.leaf_ptrs, store.batch_base
     no_net = (0, 0, 0, 0, 0, 0, 0)
 
-    if on_host:
+    if on_host and store.single:
+        # The common case, kept lean: one latent tensor, float32 CPU outputs. Anything else
+        # (other dtypes or devices, strides, errors) goes through the general helpers.
+        actions = sel_t[:, 1].unbind(0)
+        batches = store.rows[0]
+        shape, dtype = store.leaf_shape, store.leaf_dtype
+        b_shape, l_shape, f32 = (num_roots,), (num_roots, num_actions), torch.float32
+        kernel(0, *head, *no_net, *tail, ptrs, batch_base)
+        for s in range(S):
+            step, nxt = recurrent_fn(batches[s], actions[s])
+            if (
+                type(nxt) is torch.Tensor
+                and nxt.dtype is dtype
+                and nxt.is_cpu
+                and nxt.shape == shape
+                and nxt.is_contiguous()
+            ):
+                ptrs[0] = nxt.data_ptr()
+            else:
+                store.put(nxt)
+            if type(step) is Step:
+                r, v, lg = step.reward, step.value, step.prior_logits
+                if (
+                    r.dtype is f32
+                    and v.dtype is f32
+                    and lg.dtype is f32
+                    and r.is_cpu
+                    and v.is_cpu
+                    and lg.is_cpu
+                    and r.shape == b_shape
+                    and v.shape == b_shape
+                    and lg.shape == l_shape
+                ):
+                    kernel(
+                        s + 1, *head, r.data_ptr(), r.stride(0), v.data_ptr(), v.stride(0),
+                        lg.data_ptr(), *lg.stride(), *tail, ptrs, batch_base,
+                    )  # fmt: skip
+                    continue
+            net = _net_pointers(step, num_roots, num_actions)
+            kernel(s + 1, *head, *net[1:], *tail, ptrs, batch_base)
+    elif on_host:
         actions = sel_t[:, 1].unbind(0)
         kernel(0, *head, *no_net, *tail, ptrs, batch_base)
         for s in range(S):
