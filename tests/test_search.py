@@ -4,6 +4,7 @@ values and a continuous-control (sampled candidates) toy."""
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -402,6 +403,36 @@ def test_errors():
 
     with pytest.raises(ValueError, match="embedding"):
         search(root, bad_embedding, 4)
+
+
+def test_nested_and_threaded_searches_do_not_share_scratch():
+    """A search run from inside recurrent_fn (same thread) or from other threads at the same time
+    gives the same result as a search run alone."""
+    model = TableModel(21, 5)
+    st = states(13, 6)
+    noise = torch.randn(6, 5)
+    alone = search(model.root(st), model.recurrent_fn, 30, gumbel_noise=noise)
+
+    def nesting_fn(emb, actions):
+        inner = TableModel(22, 3)
+        search(inner.root(states(14, 9)), inner.recurrent_fn, 12, method="puct")
+        return model.recurrent_fn(emb, actions)
+
+    nested = search(model.root(st), nesting_fn, 30, gumbel_noise=noise)
+    assert_same(alone, nested)
+
+    results = [None] * 4
+
+    def worker(i):
+        results[i] = search(model.root(st), model.recurrent_fn, 30, gumbel_noise=noise)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for out in results:
+        assert_same(alone, out)
 
 
 # ----------------------------------------------------------------------------------------------

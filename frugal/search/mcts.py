@@ -17,6 +17,7 @@ import torch
 
 from frugal.search import gumbel as gumbel_kernels
 from frugal.search import puct as puct_kernels
+from frugal.search import workspace
 from frugal.search.embeddings import DeviceEmbeddings, HostEmbeddings, flatten
 from frugal.search.schedule import considered_visits_table
 from frugal.search.tree import Tree, init_roots
@@ -78,7 +79,7 @@ def search(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "gumbel" and max_considered_actions < 1:
         raise ValueError(f"max_considered_actions must be >= 1, got {max_considered_actions}")
-    with torch.no_grad():
+    with torch.no_grad(), workspace.level():
         out, _ = run(
             root,
             recurrent_fn,
