@@ -54,7 +54,9 @@ def search(
     root: prior_logits [B, A], value [B], embedding (tensor or nest of tensors, leading dim B).
     recurrent_fn(embedding, action) -> (Step(reward [B], prior_logits [B, A], value [B]),
         next embedding): called exactly S times, each time on one batch of B embeddings (one
-        node per root) and long actions [B] on the embedding's device.
+        node per root) and long actions [B] on the embedding's device. Its inputs are fresh
+        tensors (it may keep them); its outputs are copied, so it may reuse its own buffers.
+        The next embedding must match the root's structure, shapes and dtypes.
     method: "gumbel" (Gumbel MuZero: Gumbel-top-m + sequential halving at the root, completed-Q
         improved policy below) or "puct" (EfficientZero V1 pUCT with min-max normalised Q).
     discount: per-step discount of rewards and values.
@@ -74,6 +76,9 @@ def search(
       value_delta_max: floor of the min-max range used to normalise Q.
 
     Returns SearchOutput (see its docstring); tensors on the device of root.prior_logits.
+
+    Tree arithmetic is float64; network outputs are read as float32. Runs under no_grad. Safe
+    from several threads and from inside a recurrent_fn (each gets its own scratch memory).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
