@@ -335,3 +335,26 @@ def test_resume_is_exact(env_id, extra, tmp_path):
     a, b = _stable(straight.metrics), _stable(resumed.metrics)
     assert [p["env_step"] for p in a] == [p["env_step"] for p in b]
     assert a == b
+
+
+@pytest.mark.learning
+def test_v2_learns_cartpole_quickly(tmp_path):
+    """~1,250 updates at batch 32 lift CartPole from ~20 (random) to well above 100."""
+    torch.set_num_threads(1)
+    run = frugal.train(
+        "efficientzero",
+        "gym/CartPole-v1",
+        steps=3_000,
+        seed=0,
+        run_dir=tmp_path / "learn",
+        overrides=[
+            "run.progress=false",
+            "run.eval_every=0",
+            "run.eval_episodes=5",
+            "agent.batch_size=32",
+            "agent.replay_ratio=0.5",
+            "agent.learning_starts=500",
+        ],
+    )
+    final = [p for p in run.metrics if "eval/return_mean" in p][-1]
+    assert final["eval/return_mean"] >= 100, f"eval return {final['eval/return_mean']:.1f}"

@@ -208,20 +208,23 @@ PRESETS = {
         ),
     ),
     "minatar": Preset(
-        doc="CPU-sized EfficientZero V2 for MinAtar (not in the papers): 10x10 conv body, 32 "
-        "channels, no downsampling or augmentation, projection 256, Gumbel 16 sims, Adam 1e-3, "
-        "batch 128, an update every 2 env steps, SVE after 10k updates for data older than 5k.",
+        doc="CPU-sized EfficientZero V2 for MinAtar (not in the papers): a 16-channel conv "
+        "torso with one residual block flattened into an MLP latent of 64 (dynamics and heads "
+        "are MLPs of 128), no augmentation, projection 128, Gumbel 16 sims, Adam 1e-3, batch "
+        "128, an update every 2 env steps, SVE after 10k updates for data older than 5k.",
         run=dict(steps=100_000, eval_every=10_000, eval_episodes=20),
         agent=dict(
             version="v2",
             net="conv",
-            channels=32,
+            channels=16,
             blocks=1,
-            reduced_channels=8,
-            fc=(64,),
-            proj_hidden=256,
-            proj_out=256,
-            pred_hidden=128,
+            hidden=128,
+            latent=64,
+            fc=(128,),
+            lstm_hidden=128,
+            proj_hidden=128,
+            proj_out=128,
+            pred_hidden=64,
             value_support=(-20.0, 20.0, 41.0),
             reward_support=(-5.0, 5.0, 11.0),
             num_simulations=16,
@@ -241,13 +244,14 @@ PRESETS = {
             mixed_value_start=10_000,
             mixed_value_threshold=5_000,
             per_beta_updates=50_000,
+            target_update_interval=200,
             augment=False,
         ),
     ),
     "cartpole": Preset(
         doc="CPU-sized EfficientZero V2 for classic control (agent.version=v1 for V1): MLP "
-        "64/latent 64, discount 0.99, supports [-15,15]/[-5,5], Gumbel 8 sims (pUCT 16 for "
-        "v1), Adam 1e-3, batch 128, an update every 2 env steps, SVE after 3k updates.",
+        "64, latent 64, discount 0.99, supports [-15,15]/[-5,5], 8 simulations (Gumbel, or "
+        "pUCT for v1), Adam 1e-3, batch 128, an update every 2 env steps, SVE after 3k updates.",
         run=dict(steps=30_000, eval_every=2_500, eval_episodes=10, checkpoint_every=10_000),
         env=dict(num_envs=4),
         agent=dict(

@@ -10,13 +10,14 @@ Three bodies share the interface, chosen by `NetConfig.kind`:
             stride-2 residual block and two stride-2 average pools) then `blocks` residual blocks
             of `channels`; latent [B, C, 6, 6]. Heads first reduce to `reduced_channels` with a 1x1
             conv, then fully connected layers of `fc` units.
-  "conv":   small grids (MinAtar 10x10): one 3x3 conv then `blocks` residual blocks, no
-            downsampling; latent [B, C, 10, 10].
   "mlp":    vector observations: fully connected residual blocks of `hidden` units with layer
             norm; latent [B, latent]; heads with `fc` hidden layers.
+  "conv":   small grids (MinAtar 10x10): a small conv torso (one 3x3 conv and `blocks` residual
+            blocks of `channels`, no downsampling) flattened into the "mlp" body, so that the
+            dynamics and prediction, run once per simulation, stay cheap on a CPU.
 
 The dynamics takes the action as extra input planes (one-hot planes for discrete actions, one
-constant plane per dimension for continuous ones) for conv bodies and as a concatenated vector
+constant plane per dimension for continuous ones) for the ResNet and as a concatenated vector
 for the MLP body, and adds the incoming latent back (a residual step) before its blocks. The
 reward head is either a per-step reward (EfficientZero V2) or a value-prefix LSTM (V1): the LSTM
 carries (h, c) [B, lstm_hidden] along an unroll and predicts the discounted-free sum of rewards
@@ -155,21 +156,12 @@ class MuZeroNet(nn.Module):
         self.c = c
         a = c.num_actions
         policy_out = a if c.discrete else 2 * a
-        if c.kind in ("resnet", "conv"):
+        if c.kind == "resnet":
             cin, size = c.obs_shape[0], c.obs_shape[-1]
-            if c.kind == "resnet":
-                stem = downsample_resnet(cin, c.channels)
-                side = -(-size // 16)
-            else:
-                stem = nn.Sequential(
-                    nn.Conv2d(cin, c.channels, 3, 1, 1, bias=False),
-                    nn.BatchNorm2d(c.channels),
-                    nn.ReLU(),
-                )
-                side = size
+            side = -(-size // 16)
             self.side = side
             self.represent_net = nn.Sequential(
-                stem, *[ResBlock(c.channels) for _ in range(c.blocks)]
+                downsample_resnet(cin, c.channels), *[ResBlock(c.channels) for _ in range(c.blocks)]
             )
             self.dyn_conv = nn.Conv2d(c.channels + a, c.channels, 3, 1, 1, bias=False)
             self.dyn_bn = nn.BatchNorm2d(c.channels)
@@ -189,11 +181,22 @@ class MuZeroNet(nn.Module):
             self.value_reduce, self.policy_reduce = reduce(), reduce()
             norm: type[nn.Module] = nn.BatchNorm1d
             latent_size = c.channels * side * side
-        elif c.kind == "mlp":
-            size = 1
-            for d in c.obs_shape:
-                size *= d
+        elif c.kind in ("mlp", "conv"):
+            if c.kind == "conv":  # a small conv torso over the grid, then the MLP body
+                cin, side = c.obs_shape[0], c.obs_shape[-1]
+                torso: list[nn.Module] = [
+                    nn.Conv2d(cin, c.channels, 3, 1, 1, bias=False),
+                    nn.BatchNorm2d(c.channels),
+                    nn.ReLU(),
+                    *[ResBlock(c.channels) for _ in range(c.blocks)],
+                ]
+                size = c.channels * side * side
+            else:
+                torso, size = [], 1
+                for d in c.obs_shape:
+                    size *= d
             self.represent_net = nn.Sequential(
+                *torso,
                 nn.Flatten(),
                 nn.Linear(size, c.hidden),
                 nn.LayerNorm(c.hidden),
@@ -275,7 +278,7 @@ class MuZeroNet(nn.Module):
         reward state). With a value prefix the logits encode the sum of rewards since the LSTM
         state was last zeroed."""
         act = self.encode_action(action)
-        if self.c.kind == "mlp":
+        if self.c.kind != "resnet":
             h = self.dyn_in(torch.cat([s, act], 1))
             nxt = s + self.dyn_out(self.dyn_blocks(h))
         else:
