@@ -135,35 +135,54 @@ PRESETS = {
         agent=dict(size="S", train_ratio=1024.0, learning_starts=1_024, replay_size=200_000),
     ),
     "minatar": Preset(
-        doc="MinAtar 10x10 grids: size XS with a small stride-2 CNN, train ratio 128 "
-        "(one 16x64 update every 8 env steps, a CPU budget; the paper has no MinAtar setting).",
+        doc="MinAtar 10x10 grids on a CPU budget (the paper has no MinAtar setting): size tiny "
+        "with the small grid CNN, 16x16 latents, train ratio 64 (one 16x64 update every 16 env "
+        "steps), model lr 3e-4, actor and critic lr 1e-4.",
         run=dict(
             steps=100_000, eval_every=10_000, eval_episodes=10, eval_envs=5, checkpoint_every=10_000
         ),
-        agent=dict(size="XS", train_ratio=128.0, learning_starts=2_048, replay_size=200_000),
+        agent=dict(
+            size="tiny",
+            stoch=16,
+            classes=16,
+            train_ratio=64.0,
+            learning_starts=2_048,
+            replay_size=200_000,
+            model_lr=3e-4,
+            actor_lr=1e-4,
+            critic_lr=1e-4,
+        ),
     ),
     "cartpole": Preset(
-        doc="Classic control with discrete actions: size tiny (64 units), 32x32 latents, "
-        "train ratio 128 (the paper's bsuite note for cartpole): one 16x64 update every 8 steps.",
+        doc="Classic control, discrete actions, on a CPU budget: size tiny (64 units), 8x8 "
+        "latents, train ratio 128 (the paper's bsuite note for cartpole; one 16x64 update every "
+        "8 env steps), model lr 3e-4, actor and critic lr 1e-4.",
         run=dict(steps=50_000, eval_every=5_000, eval_episodes=10, checkpoint_every=10_000),
         agent=dict(
             size="tiny",
+            stoch=8,
+            classes=8,
             train_ratio=128.0,
             learning_starts=1_024,
             replay_size=100_000,
+            model_lr=3e-4,
             actor_lr=1e-4,
             critic_lr=1e-4,
         ),
     ),
     "pendulum": Preset(
-        doc="Classic control with continuous actions (dynamics backprop): size tiny, train "
-        "ratio 256 (one 16x64 update every 4 env steps).",
+        doc="Classic control, continuous actions (dynamics backprop), on a CPU budget: size tiny, "
+        "8x8 latents, train ratio 128 (one 16x64 update every 8 env steps), model lr 3e-4, "
+        "actor and critic lr 1e-4.",
         run=dict(steps=50_000, eval_every=5_000, eval_episodes=10, checkpoint_every=10_000),
         agent=dict(
             size="tiny",
-            train_ratio=256.0,
+            stoch=8,
+            classes=8,
+            train_ratio=128.0,
             learning_starts=1_024,
             replay_size=100_000,
+            model_lr=3e-4,
             actor_lr=1e-4,
             critic_lr=1e-4,
         ),
