@@ -12,12 +12,11 @@ include real env stepping; `--threads` sets torch's intra-op threads (1 by defau
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 
 import numpy as np
 import torch
+from machine import describe  # benchmarks/machine.py
 
 from frugal.agents import efficientzero as ez_module
 from frugal.agents.base import Transition
@@ -125,9 +124,7 @@ def main() -> None:
     n = args.updates
     roots = agent.cfg.batch_size * (agent.cfg.unroll_steps + 1)
 
-    print(f"machine: {platform.machine()} {platform.processor() or ''} "
-          f"{os.cpu_count()} cpus, torch {torch.__version__}, {args.threads} thread(s), "
-          f"device {device}")  # fmt: skip
+    print(f"machine: {describe()}; torch threads {args.threads}, device {device}")
     print(
         f"env {args.env} preset {config.preset} version {agent.cfg.version} "
         f"net {agent.net_config.kind} envs {num_envs} sims {agent.cfg.num_simulations}"

@@ -501,10 +501,13 @@ class Agent:
 
     def _recurrent_fn(self, net: MuZeroNet, generator: torch.Generator):
         """recurrent_fn for frugal.search over dict embeddings: s (latent), and for a value
-        prefix h, c, prefix, depth; for sampled search cand (the node's candidate actions)."""
+        prefix h, c, prefix, depth; for sampled search cand (the node's candidate actions).
+        A latent-only embedding travels as a bare tensor (the search's fastest path)."""
         cfg, vs, rs = self.cfg, self.value_support, self.reward_support
 
-        def recurrent(emb: dict[str, torch.Tensor], action: torch.Tensor):
+        def recurrent(emb: dict[str, torch.Tensor] | torch.Tensor, action: torch.Tensor):
+            if isinstance(emb, torch.Tensor):  # the latent alone (search's fast path)
+                emb = {"s": emb}
             s = emb["s"]
             if self.discrete:
                 act = action
@@ -532,7 +535,8 @@ class Agent:
             else:
                 reward = rs.decode(rlog)
             logits = self._prior(policy, nxt_emb, generator)
-            return Step(reward=reward, prior_logits=logits, value=vs.decode(vlog)), nxt_emb
+            step = Step(reward=reward, prior_logits=logits, value=vs.decode(vlog))
+            return step, (nxt_emb["s"] if len(nxt_emb) == 1 else nxt_emb)
 
         return recurrent
 
@@ -565,7 +569,11 @@ class Agent:
                 depth=torch.zeros(n, device=s.device),
             )
         logits = self._prior(policy, emb, generator)
-        root = Root(prior_logits=logits, value=self.value_support.decode(vlog), embedding=emb)
+        root = Root(
+            prior_logits=logits,
+            value=self.value_support.decode(vlog),
+            embedding=emb["s"] if len(emb) == 1 else emb,
+        )
         common = dict(discount=cfg.discount, generator=generator)
         if self.v1:
             out = search(
