@@ -88,6 +88,7 @@ class Config:
     critic_clip: float = 100.0
     horizon: float = 333.0  # discount = 1 - 1 / horizon
     imag_horizon: int = 15
+    imag_starts: int = 0  # 0: imagine from every posterior state (paper); else a random subset
     return_lambda: float = 0.95
     actor_entropy: float = 3e-4
     slow_critic_fraction: float = 0.02  # EMA mix per update
@@ -137,7 +138,8 @@ PRESETS = {
     "minatar": Preset(
         doc="MinAtar 10x10 grids on a CPU budget (the paper has no MinAtar setting): size tiny "
         "with the small grid CNN, 16x16 latents, train ratio 64 (one 16x64 update every 16 env "
-        "steps), model lr 3e-4, actor and critic lr 1e-4.",
+        "steps), imagination from 256 random posterior states, model lr 3e-4, actor and critic "
+        "lr 1e-4.",
         run=dict(
             steps=100_000, eval_every=10_000, eval_episodes=10, eval_envs=5, checkpoint_every=10_000
         ),
@@ -146,6 +148,7 @@ PRESETS = {
             stoch=16,
             classes=16,
             train_ratio=64.0,
+            imag_starts=256,
             learning_starts=2_048,
             replay_size=200_000,
             model_lr=3e-4,
@@ -172,14 +175,15 @@ PRESETS = {
     ),
     "pendulum": Preset(
         doc="Classic control, continuous actions (dynamics backprop), on a CPU budget: size tiny, "
-        "8x8 latents, train ratio 128 (one 16x64 update every 8 env steps), model lr 3e-4, "
-        "actor and critic lr 1e-4.",
+        "8x8 latents, train ratio 128 (one 16x64 update every 8 env steps), imagination from 256 "
+        "random posterior states, model lr 3e-4, actor and critic lr 1e-4.",
         run=dict(steps=50_000, eval_every=5_000, eval_episodes=10, checkpoint_every=10_000),
         agent=dict(
             size="tiny",
             stoch=8,
             classes=8,
             train_ratio=128.0,
+            imag_starts=256,
             learning_starts=1_024,
             replay_size=100_000,
             model_lr=3e-4,
@@ -744,9 +748,15 @@ class Agent:
         return torch.stack(feat_list), torch.stack(action_list)
 
     def behaviour_losses(self, feat: torch.Tensor, terminal: torch.Tensor):
-        """Actor and critic losses on trajectories imagined from every posterior state."""
+        """Actor and critic losses on trajectories imagined from every posterior state (or from
+        `imag_starts` of them drawn at random, a CPU saving)."""
         cfg, wm = self.cfg, self.wm
         start = feat.detach().flatten(0, 1)
+        terminal = terminal.flatten()
+        if 0 < cfg.imag_starts < len(start):
+            pick = torch.randperm(len(start), generator=self.gen, device=self.device)
+            pick = pick[: cfg.imag_starts]
+            start, terminal = start[pick], terminal[pick]
         deter, stoch = start.split([SIZES[cfg.size]["deter"], cfg.stoch * cfg.classes], -1)
         with torch.set_grad_enabled(self.backprop):
             feats, actions = self.imagine(stoch, deter)
@@ -760,7 +770,7 @@ class Agent:
             critic_logits = critic_logits[:-1]
         with torch.no_grad():
             cont = (wm.cont(feats[1:].detach()).squeeze(-1) > 0).float()
-            cont = torch.cat([1.0 - terminal.flatten()[None].float(), cont])
+            cont = torch.cat([1.0 - terminal[None].float(), cont])
             discount = 1.0 - 1.0 / cfg.horizon
             weight = torch.cumprod(discount * cont, 0) / discount
             slow = twohot_mean(self.slow_critic(feats[:-1].detach()), self.buckets)
