@@ -327,6 +327,39 @@ def test_state_round_trip_mid_rollout_continues_identically(tmp_path):
         assert torch.equal(pa, pb), name
 
 
+def test_pixel_agent_channels_last_matches_default_layout():
+    """The NHWC option changes the memory layout only: the same seed gives the same actions and
+    (to float tolerance) the same update."""
+    torch.set_num_threads(1)
+    spec = EnvSpec(
+        obs_shape=(4, 10, 10),
+        obs_dtype=np.dtype(np.uint8),
+        pixels=True,
+        frame_stack=4,
+        frame_shape=(1, 10, 10),
+        discrete=True,
+        num_actions=3,
+        obs_high=255.0,
+    )
+    metrics, params = [], []
+    for nhwc in (False, True):
+        cfg = ppo.Config(num_steps=4, num_minibatches=2, update_epochs=2, channels_last=nhwc)
+        agent = ppo.Agent(cfg, spec, 2, torch.device("cpu"), seed=1)
+        rng, data = np.random.default_rng(0), np.random.default_rng(1)
+        obs = data.integers(0, 256, (2, 4, 10, 10), dtype=np.uint8)
+        for _ in range(4):
+            action, _ = agent.act(obs, None, np.zeros(2, bool), explore=True, rng=rng)
+            nxt = data.integers(0, 256, (2, 4, 10, 10), dtype=np.uint8)
+            no = np.zeros(2, bool)
+            agent.observe(Transition(obs, action, np.ones(2, np.float32), no, no, no, nxt, nxt))
+            obs = nxt
+        metrics.append(agent.update())
+        params.append(torch.cat([p.detach().flatten() for p in agent.net.parameters()]))
+    for key in metrics[0]:
+        assert metrics[0][key] == pytest.approx(metrics[1][key], rel=1e-4, abs=1e-6), key
+    torch.testing.assert_close(params[0], params[1], rtol=1e-4, atol=1e-6)
+
+
 def test_resumed_run_may_change_hyperparameters():
     assert {"lr", "clip_range", "ent_coef", "vf_coef"} <= ppo.MUTABLE
     for name in ppo.MUTABLE:
@@ -347,21 +380,22 @@ def test_default_presets():
 
 @pytest.mark.learning
 def test_cartpole_learns(tmp_path):
-    """The cartpole preset reaches an evaluation return of 500 within ~30k env steps (seed 0,
-    about 25-35 s on one CPU core). Fails if learning breaks."""
+    """The cartpole preset, seed 0: within 10k env steps greedy evaluation returns pass 250 (about
+    400; a random policy scores ~22, and the preset reaches 500 by ~35k). About 10 s on a free CPU
+    core. Fails if learning breaks."""
     torch.set_num_threads(1)
     run = frugal.train(
         "ppo",
         "gym/CartPole-v1",
-        steps=30_720,
+        steps=10_240,
         seed=0,
         run_dir=tmp_path / "r",
         overrides=[
             "run.progress=false",
-            "run.eval_every=10_240",
+            "run.eval_every=5_120",
             "run.checkpoint_every=0",
             "run.eval_episodes=5",
         ],
     )
     evals = [p["eval/return_mean"] for p in run.metrics if "eval/return_mean" in p]
-    assert max(evals) >= 475, f"PPO did not learn CartPole: eval returns {evals}"
+    assert max(evals) >= 250, f"PPO did not learn CartPole: eval returns {evals}"

@@ -26,7 +26,7 @@ from frugal.agents.base import ActState, Transition
 from frugal.config import Preset
 from frugal.envs.base import EnvSpec
 from frugal.nets.normalize import RunningMeanStd
-from frugal.nets.torsos import make_torso, mlp
+from frugal.nets.torsos import PixelInput, make_torso, mlp
 
 
 @dataclass
@@ -228,6 +228,18 @@ def _continuous_gym_env(env_id: str) -> bool:
 # ---------------------------------------------------------------------------------- networks
 
 
+class _ScaledPixels(nn.Module):
+    """uint8 [B, C, H, W] -> float in [0, 1], scaled in place: the same values as PixelInput with
+    one pass over the batch fewer (a few percent of a CPU update on 256 Atari frames)."""
+
+    def __init__(self, high: float):
+        super().__init__()
+        self.scale = 1.0 / high
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.float().mul_(self.scale)
+
+
 def _orthogonal(module: nn.Module, gain: float, generator: torch.Generator) -> None:
     """Orthogonal weights with `gain`, zero biases, on every linear and conv layer (CleanRL)."""
     for layer in module.modules():
@@ -250,6 +262,8 @@ class ActorCritic(nn.Module):
         self.discrete = spec.discrete
         if spec.pixels:
             torso, n = make_torso(spec, cfg.torso, ())
+            if isinstance(torso[0], PixelInput):
+                torso[0] = _ScaledPixels(spec.obs_high)
             layers: list[nn.Module] = [torso]
             if cfg.features:
                 layers += [nn.Linear(n, cfg.features), nn.ReLU()]
@@ -408,7 +422,10 @@ class Agent:
         self._nhwc = cfg.channels_last and spec.pixels
         if self._nhwc:
             self.net = self.net.to(memory_format=torch.channels_last)
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+        # the fused kernel: one pass over all parameters (4x faster than per-tensor Adam on CPU)
+        self.optimizer = torch.optim.Adam(
+            self.net.parameters(), lr=cfg.lr, eps=cfg.adam_eps, fused=device.type in ("cpu", "cuda")
+        )
         self.rng = np.random.default_rng(seed)  # minibatch shuffling
         self.obs_rms = RunningMeanStd(spec.obs_shape) if cfg.norm_obs else None
         self.ret_rms = RunningMeanStd(()) if cfg.norm_reward else None
@@ -423,7 +440,7 @@ class Agent:
             return torch.zeros(shape, dtype=dtype, device=device)
 
         self.buffer: dict[str, torch.Tensor] = {
-            "obs": zeros(T, N, *spec.obs_shape, dtype=obs_dtype),
+            "obs": self._obs_storage(T, N, obs_dtype),
             "actions": zeros(T, N, dtype=torch.int64)
             if spec.discrete
             else zeros(T, N, spec.num_actions),
@@ -439,6 +456,14 @@ class Agent:
         # the (prepared) observation after the latest step: bootstraps the rollout's last step
         self.last_next_obs = zeros(N, *spec.obs_shape, dtype=obs_dtype)
         self._pending: tuple | None = None  # what act(explore=True) computed for observe
+
+    def _obs_storage(self, T: int, N: int, dtype: torch.dtype) -> torch.Tensor:
+        """[T, N, *obs_shape] zeros; with channels_last, a view of a [T*N, C, H, W] NHWC tensor,
+        so minibatches gathered from the flattened rollout are NHWC already."""
+        flat = torch.zeros((T * N, *self.spec.obs_shape), dtype=dtype, device=self.device)
+        if self._nhwc:
+            flat = flat.contiguous(memory_format=torch.channels_last)
+        return flat.view(T, N, *self.spec.obs_shape)
 
     # ---------------------------------------------------------------------------------- act
 
