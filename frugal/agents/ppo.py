@@ -527,7 +527,7 @@ class Agent:
         if bootstrap.any():
             rows = np.flatnonzero(bootstrap)
             with torch.no_grad():
-                final = self.net.value(self._prepare(t.final_obs[rows]))
+                final = self.net.value(self._layout(self._prepare(t.final_obs[rows])))
             b["final_values"][p, torch.as_tensor(rows, device=self.device)] = final
         self.last_next_obs = self._prepare(t.next_obs).clone()
         self.pos += 1
@@ -553,7 +553,7 @@ class Agent:
             b, p = self.buffer, self.pos - 1
             open_rows = ~b["cut"][p]
             with torch.no_grad():
-                final = self.net.value(self.last_next_obs)
+                final = self.net.value(self._layout(self.last_next_obs))
             b["final_values"][p] = torch.where(open_rows, final, b["final_values"][p])
             b["bootstrap"][p] |= open_rows
             b["cut"][p] |= open_rows
@@ -582,7 +582,7 @@ class Agent:
         is V(obs[t+1]) from the rollout, V(final obs) where the episode was truncated, and
         V(last_next_obs) for the last step."""
         b = self.buffer
-        last_value = self.net.value(self.last_next_obs)
+        last_value = self.net.value(self._layout(self.last_next_obs))
         next_values = torch.cat([b["values"][1:], last_value[None]])
         next_values = torch.where(b["bootstrap"], b["final_values"], next_values)
         return gae(
@@ -612,7 +612,8 @@ class Agent:
         old_logp, old_values = b["logprobs"].reshape(size), b["values"].reshape(size)
         advantages, returns = advantages.reshape(size), returns.reshape(size)
 
-        stats: dict[str, list[float]] = {
+        # kept as tensors and read once at the end: no device sync per minibatch
+        stats: dict[str, list[torch.Tensor]] = {
             k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clip_frac")
         }
         for _ in range(cfg.update_epochs):
@@ -645,15 +646,15 @@ class Agent:
                     ("approx_kl", approx_kl),
                     ("clip_frac", clip_frac),
                 ):
-                    stats[key].append(value.item())
-            if cfg.target_kl is not None and stats["approx_kl"][-1] > cfg.target_kl:
+                    stats[key].append(value.detach())
+            if cfg.target_kl is not None and stats["approx_kl"][-1].item() > cfg.target_kl:
                 break
 
         var_returns = returns.var()
         explained = 1.0 - (returns - old_values).var() / var_returns if var_returns > 0 else 0.0
         self.pos = 0
         self.updates += 1
-        metrics = {f"train/{k}": float(np.mean(v)) for k, v in stats.items()}
+        metrics = {f"train/{k}": torch.stack(v).mean().item() for k, v in stats.items()}
         metrics["train/explained_variance"] = float(explained)
         metrics["train/lr"] = lr
         metrics["train/clip_range"] = clip
