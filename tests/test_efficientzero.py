@@ -358,3 +358,41 @@ def test_v2_learns_cartpole_quickly(tmp_path):
     )
     final = [p for p in run.metrics if "eval/return_mean" in p][-1]
     assert final["eval/return_mean"] >= 100, f"eval return {final['eval/return_mean']:.1f}"
+
+
+def _agent(env_id="gym/CartPole-v1", overrides=()):
+    from frugal.api import build_config
+    from frugal.envs import make_env
+
+    config = build_config("efficientzero", env_id, overrides=list(overrides))
+    env = make_env(config.env, 1)
+    spec = env.spec
+    env.close()
+    return ez.Agent(config.agent, spec, 1, torch.device("cpu"), seed=0)
+
+
+def test_value_prefix_search_step_returns_prefix_differences_and_resets_at_the_horizon():
+    agent = _agent(overrides=["agent.version=v1"])
+    assert agent.value_prefix
+    net, gen = agent.net.eval(), torch.Generator().manual_seed(0)
+    recurrent = agent._recurrent_fn(net, gen)
+    with torch.no_grad():
+        s = net.represent(torch.randn(2, 4))
+        h = torch.randn(2, agent.cfg.lstm_hidden)
+        emb = {"s": s, "h": h, "c": h.clone(), "prefix": torch.tensor([0.5, -1.0]),
+               "depth": torch.tensor([3.0, 4.0])}  # fmt: skip
+        step, child = recurrent(emb, torch.tensor([0, 1]))
+        _, rlog, _ = net.dynamics(s, torch.tensor([0, 1]), (h, h.clone()))
+    prefix = agent.reward_support.decode(rlog)
+    torch.testing.assert_close(step.reward, prefix - emb["prefix"])
+    assert child["depth"].tolist() == [4.0, 5.0]
+    # depth 5 = lstm_horizon: the child starts a new prefix from a zero LSTM state
+    assert child["prefix"][1] == 0 and child["h"][1].abs().sum() == 0
+    torch.testing.assert_close(child["prefix"][0], prefix[0])
+
+
+def test_mixed_precision_update_runs(tmp_path):
+    run = frugal.train("efficientzero", "gym/CartPole-v1", steps=128, seed=0,
+                       run_dir=tmp_path / "amp", overrides=FAST + ["agent.amp=true"])  # fmt: skip
+    losses = [p["train/loss"] for p in run.metrics if "train/loss" in p]
+    assert losses and all(np.isfinite(losses))
