@@ -439,22 +439,32 @@ class RSSM(nn.Module):
         action = self._action(action) * (~mask)
         act_proj = F.linear(action, self.img_in.weight[:, latent:])
         emb_proj = F.linear(embed, self.obs_in.weight[:, self.deter :])
-        w_stoch = self.img_in.weight[:, :latent]
-        w_deter = self.obs_in.weight[:, : self.deter]
         init_deter, init_stoch = self.initial(stoch.shape[0])
         stochs, deters, logits = [], [], []
-        for t in range(embed.shape[0]):
-            deter = torch.where(mask[t], init_deter, deter)
-            stoch = torch.where(mask[t], init_stoch, stoch)
-            x = F.silu(self.img_in_norm(F.linear(stoch, w_stoch) + act_proj[t]))
-            deter = self._gru(x, deter)
-            y = F.silu(self.obs_in_norm(F.linear(deter, w_deter) + emb_proj[t]))
-            post = self.logits(self.post_out(y))
-            stoch = self._sample(post.exp(), u[t])
+        # unbind once: indexing [t] in the loop would make backward allocate a [T, ...] zero
+        # tensor per step
+        steps = zip(
+            act_proj.unbind(0), emb_proj.unbind(0), u.unbind(0), mask.unbind(0), strict=True
+        )
+        for act_t, emb_t, u_t, mask_t in steps:
+            stoch, deter, post = self.obs_cell(
+                stoch, deter, act_t, emb_t, u_t, mask_t, init_stoch, init_deter
+            )
             stochs.append(stoch)
             deters.append(deter)
             logits.append(post)
         return torch.stack(stochs), torch.stack(deters), torch.stack(logits)
+
+    def obs_cell(self, stoch, deter, act_proj, emb_proj, u, mask, init_stoch, init_deter):
+        """One posterior step of `observe` (the part that runs in the loop)."""
+        latent = self.stoch * self.classes
+        deter = torch.where(mask, init_deter, deter)
+        stoch = torch.where(mask, init_stoch, stoch)
+        x = F.linear(stoch, self.img_in.weight[:, :latent]) + act_proj
+        deter = self._gru(F.silu(self.img_in_norm(x)), deter)
+        y = F.linear(deter, self.obs_in.weight[:, : self.deter]) + emb_proj
+        post = self.logits(self.post_out(F.silu(self.obs_in_norm(y))))
+        return self._sample(post.exp(), u), deter, post
 
 
 class WorldModel(nn.Module):
@@ -601,8 +611,10 @@ class Agent:
         self.updates = 0
         self._observe = self.wm.rssm.observe
         self._img_step = self.wm.rssm.img_step
-        if cfg.compile:
-            self._img_step = torch.compile(self.wm.rssm.img_step, dynamic=False)
+        if cfg.compile:  # the recurrent cells, where many small ops run once per step
+            rssm = self.wm.rssm
+            rssm.obs_cell = torch.compile(rssm.obs_cell, dynamic=False)
+            self._img_step = torch.compile(rssm.img_step, dynamic=False)
 
     # ---------------------------------------------------------------------------------- act
 
