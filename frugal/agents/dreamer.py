@@ -120,6 +120,7 @@ MUTABLE = frozenset(
         "dyn_scale",
         "rep_scale",
         "free_nats",
+        "imag_starts",
     }
 )
 
