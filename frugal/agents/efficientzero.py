@@ -18,6 +18,20 @@ unroll for the policy targets and SVE values), then unroll the model K steps wit
 gradient halved at every step and minimise reward (or value-prefix), value and policy
 cross-entropies plus the negative cosine between the predicted and the (stop-gradient) observed
 next latent's SimSiam projections. Priorities are the value error at the sampled position.
+Collection and training never race: the runner runs exactly `replay_ratio` updates per env step,
+then `final_update_ratio * steps` in all (EfficientZero's 120k updates for 100k steps).
+
+Deviations from the papers' code, on purpose:
+- Acting uses the latest online network (no separate self-play copy refreshed every 100 steps);
+  reanalysis and bootstrap values use the target network refreshed every 200 updates, as there.
+- Actions enter the dynamics as one-hot planes (V1: one plane a/A; V2: a learned embedding).
+- Game ends: a truncated game bootstraps from its true final observation, and positions after a
+  truncation are masked; after a terminal, values and rewards are trained towards 0. Unroll
+  steps past a game's end replay the stored actions of the next game (the papers: random ones).
+- V2's policy mask for positions whose improved-policy argmax differs from the search's chosen
+  action is not applied. Sampled search puts the policy mean in slot 0 of the candidates.
+- The atari100k (V2) preset keeps the per-step reward head; V2's released Atari config uses the
+  value-prefix LSTM (set agent.value_prefix=true for that).
 """
 
 from __future__ import annotations
