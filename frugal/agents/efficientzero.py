@@ -175,8 +175,9 @@ PRESETS = {
         doc="EfficientZero V2 on Atari 100k (its released config): 96x96 RGB x4, ResNet 64ch, "
         "Gumbel 16 sims with 4 considered actions, per-step reward, SVE after 30k updates for "
         "data older than 5k transitions, supports [-300,300] in 51 bins, losses r1 v0.5 p1 "
-        "c5 ent5e-3, SGD 0.2 (1k warm-up, no decay), PER a1 b1, 120k updates for 100k steps.",
-        env=_ATARI_ENV,
+        "c5 ent5e-3, SGD 0.2 (1k warm-up, no decay), PER a1 b1, 4 envs, 120k updates for 100k "
+        "steps. Deviations: see the module docstring (one-hot action planes, per-step reward).",
+        env=dict(_ATARI_ENV, num_envs=4),
         run=dict(steps=100_000, eval_every=10_000, eval_episodes=32, eval_envs=8),
         agent=dict(
             _ATARI_COMMON,
