@@ -27,6 +27,9 @@ FAST: dict[str, list[str]] = {
         "agent.batch_size=4",
         "agent.batch_length=8",
         "agent.learning_starts=64",
+        "agent.train_ratio=16",  # one update every 2 env steps
+        "agent.stoch=4",
+        "agent.classes=4",
     ],
     "efficientzero": ["agent.num_simulations=4", "agent.batch_size=16", "agent.learning_starts=64"],
 }
