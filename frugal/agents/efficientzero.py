@@ -48,6 +48,7 @@ from torch.nn import functional as F
 
 from frugal.agents.base import ActState, EnvSpec, Transition, ratio_updates_due
 from frugal.config import Preset
+from frugal.errors import FrugalError, unknown
 from frugal.nets.muzero import MuZeroNet, NetConfig, scale_gradient
 from frugal.nets.support import Support
 from frugal.replay.segments import (
@@ -124,7 +125,7 @@ class Config:
     per_beta_updates: int = 120_000
     per_eps: float = 1e-6
     # ---- optimisation
-    optimizer: str = "sgd"  # sgd | adam
+    optimizer: str = "sgd"  # sgd (with momentum) | adam (AdamW: decoupled weight decay)
     lr: float = 0.2
     momentum: float = 0.9
     weight_decay: float = 1e-4
@@ -436,9 +437,17 @@ class Agent:
 
     def __init__(self, cfg: Config, spec: EnvSpec, num_envs: int, device: torch.device, seed: int):
         if cfg.version not in VERSIONS:
-            raise ValueError(f"agent.version must be one of {VERSIONS}, got {cfg.version!r}")
+            raise unknown("agent.version", cfg.version, VERSIONS)
         if cfg.version == "v1" and not spec.discrete:
-            raise ValueError("EfficientZero V1 (pUCT) needs discrete actions; use version v2")
+            raise FrugalError(
+                "EfficientZero V1 (pUCT) needs discrete actions; use agent.version=v2"
+            )
+        if cfg.optimizer not in ("sgd", "adam"):
+            raise unknown("agent.optimizer", cfg.optimizer, ("sgd", "adam"))
+        if cfg.net not in ("auto", "resnet", "conv", "mlp"):
+            raise unknown("agent.net", cfg.net, ("auto", "resnet", "conv", "mlp"))
+        if not 1 <= cfg.policy_sampled_actions <= cfg.num_sampled_actions:
+            raise FrugalError("agent.policy_sampled_actions must be in [1, num_sampled_actions]")
         self.cfg, self.spec, self.device, self.num_envs = cfg, spec, device, num_envs
         self.v1 = cfg.version == "v1"
         self.discrete = spec.discrete
@@ -481,8 +490,8 @@ class Agent:
             self.optimizer = torch.optim.AdamW(
                 self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
             )
-        else:
-            raise ValueError(f"agent.optimizer must be sgd or adam, got {cfg.optimizer!r}")
+        else:  # validated above
+            raise AssertionError(cfg.optimizer)
         self.amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
         k = cfg.num_sampled_actions
