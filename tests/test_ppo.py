@@ -16,6 +16,7 @@ from frugal import checkpoint
 from frugal.agents import ppo
 from frugal.agents.base import Transition
 from frugal.envs.base import EnvSpec
+from frugal.errors import FrugalError
 from frugal.nets.normalize import RunningMeanStd
 
 
@@ -41,7 +42,8 @@ class _ObsValue(nn.Module):
 
 
 def _agent(num_steps=4, num_envs=1, **overrides) -> ppo.Agent:
-    cfg = ppo.Config(num_steps=num_steps, num_minibatches=1, update_epochs=1, **overrides)
+    overrides = {"num_minibatches": 1, "update_epochs": 1, **overrides}
+    cfg = ppo.Config(num_steps=num_steps, **overrides)
     return ppo.Agent(cfg, _vector_spec(), num_envs, torch.device("cpu"), seed=0)
 
 
@@ -364,6 +366,13 @@ def test_resumed_run_may_change_hyperparameters():
     assert {"lr", "clip_range", "ent_coef", "vf_coef"} <= ppo.MUTABLE
     for name in ppo.MUTABLE:
         assert hasattr(ppo.Config, name)
+
+
+def test_bad_settings_name_the_key():
+    with pytest.raises(FrugalError, match="agent.num_minibatches"):
+        _agent(num_steps=4, num_envs=1, num_minibatches=5)
+    with pytest.raises(FrugalError, match="agent.torso"):
+        _agent(torso="nature")
 
 
 def test_default_presets():

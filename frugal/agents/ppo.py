@@ -25,6 +25,7 @@ from torch import nn
 from frugal.agents.base import ActState, Transition
 from frugal.config import Preset
 from frugal.envs.base import EnvSpec
+from frugal.errors import FrugalError
 from frugal.nets.normalize import RunningMeanStd
 from frugal.nets.torsos import PixelInput, make_torso, mlp
 
@@ -276,7 +277,9 @@ class ActorCritic(nn.Module):
             actor_last, critic_last = self.actor, self.critic
         else:
             if cfg.torso not in ("auto", "mlp"):
-                raise ValueError(f"torso '{cfg.torso}' needs pixel observations; use mlp")
+                raise FrugalError(
+                    f"agent.torso={cfg.torso} needs pixel observations; use auto or mlp"
+                )
             size = math.prod(spec.obs_shape)
             self.shared = None
             self.actor = nn.Sequential(
@@ -407,15 +410,31 @@ def value_loss(
 # ------------------------------------------------------------------------------------- agent
 
 
+def _check(cfg: Config, spec: EnvSpec, num_envs: int) -> None:
+    torsos = ("auto", "nature", "minatar", "mlp")
+    if cfg.torso not in torsos:
+        raise FrugalError(f"agent.torso must be one of {', '.join(torsos)}, got '{cfg.torso}'")
+    if spec.pixels and cfg.torso == "mlp":
+        raise FrugalError("agent.torso=mlp needs vector observations; use auto, nature or minatar")
+    if cfg.norm_obs and spec.pixels:
+        raise FrugalError("agent.norm_obs is for vector observations (pixels are scaled by 1/255)")
+    if cfg.num_steps < 1:
+        raise FrugalError(f"agent.num_steps must be at least 1, got {cfg.num_steps}")
+    if not 1 <= cfg.num_minibatches <= cfg.num_steps * num_envs:
+        raise FrugalError(
+            f"agent.num_minibatches must be between 1 and num_steps * num_envs = "
+            f"{cfg.num_steps * num_envs}, got {cfg.num_minibatches}"
+        )
+    if cfg.update_epochs < 1:
+        raise FrugalError(f"agent.update_epochs must be at least 1, got {cfg.update_epochs}")
+
+
 class Agent:
     Config = Config
     PRESETS = PRESETS
 
     def __init__(self, cfg: Config, spec: EnvSpec, num_envs: int, device: torch.device, seed: int):
-        if cfg.norm_obs and spec.pixels:
-            raise ValueError("norm_obs is for vector observations; pixels are scaled by 1/255")
-        if cfg.num_steps < 1 or not 1 <= cfg.num_minibatches <= cfg.num_steps * num_envs:
-            raise ValueError("need num_steps >= 1 and 1 <= num_minibatches <= num_steps*num_envs")
+        _check(cfg, spec, num_envs)
         self.cfg, self.spec, self.device = cfg, spec, device
         self.num_envs = num_envs
         generator = torch.Generator().manual_seed(seed)
