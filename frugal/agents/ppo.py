@@ -42,7 +42,8 @@ class Config:
     # Linear annealing horizon in env steps: lr (and the clip range with clip_anneal) decays
     # from its value to 0 over this many env steps, then stays at 0; 0 = no annealing. A field of
     # its own rather than run.steps: the agent never sees the runner's clock, and extending a run
-    # with `frugal resume --steps` must not silently rescale a schedule already half followed.
+    # with `frugal resume --steps` must not silently rescale a schedule already half followed
+    # (to keep learning past it, resume with a larger agent.anneal_steps: a mutable key).
     anneal_steps: int = 0
     clip_range: float = 0.2
     clip_anneal: bool = False
