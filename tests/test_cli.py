@@ -79,7 +79,9 @@ def test_resume_refuses_bad_overrides_and_keeps_the_checkpoint(finished_run, cap
         ["resume", str(finished_run), "agent.hidden=32,32"], capsys
     )
     assert "did you mean" in _fail(["resume", str(finished_run), "agent.l=1"], capsys)
-    assert "already at env step 128" in _fail(["resume", str(finished_run), "--steps", "64"], capsys)
+    assert "already at env step 128" in _fail(
+        ["resume", str(finished_run), "--steps", "64"], capsys
+    )
     assert "already holds a run" in _fail(
         ["train", "dqn", "--env", "gym/CartPole-v1", "--run-dir", str(finished_run)], capsys
     )
