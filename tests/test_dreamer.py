@@ -300,6 +300,60 @@ def test_updates_per_env_step_follow_the_train_ratio():
 # --------------------------------------------------------------------------------- learning
 
 
+def _fill(agent: dreamer.Agent, steps: int, continuous: bool) -> None:
+    rng = np.random.default_rng(0)
+    obs = rng.normal(size=(1, 3)).astype(np.float32)
+    for t in range(steps):
+        nxt = rng.normal(size=(1, 3)).astype(np.float32)
+        action = rng.uniform(-2, 2, (1, 1)).astype(np.float32) if continuous else np.array([1])
+        done = np.array([t % 20 == 19])
+        agent.observe(
+            dreamer.Transition(obs, action, rng.normal(size=1).astype(np.float32), done,
+                               np.zeros(1, bool), done, nxt, nxt)
+        )  # fmt: skip
+        obs = nxt
+
+
+def test_continuous_actor_learns_through_the_dynamics():
+    """Backprop mode: with no entropy bonus the actor's only gradient comes through the
+    imagined actions, the RSSM and the reward and critic heads."""
+    spec = dreamer.EnvSpec((3,), np.dtype(np.float32), False, 1, (3,), False, 1,
+                           np.array([-2.0], np.float32), np.array([2.0], np.float32))  # fmt: skip
+    cfg = dreamer.Config(size="tiny", stoch=4, classes=4, batch_size=4, batch_length=8,
+                         actor_entropy=0.0, replay_size=1000)  # fmt: skip
+    agent = dreamer.Agent(cfg, spec, 1, torch.device("cpu"), seed=0)
+    assert agent.backprop
+    _fill(agent, 64, continuous=True)
+    torch.nn.init.normal_(agent.wm.reward[-1].weight)  # give rewards a slope to climb
+    batch = agent._batch()
+    _, feat, _, _ = agent.world_model_loss(batch)
+    actor_loss, _, _ = agent.behaviour_losses(feat.detach(), batch["terminal"])
+    grads = torch.autograd.grad(actor_loss, list(agent.actor.parameters()), allow_unused=True)
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+    # the replay keeps actions in [-1, 1] whatever the env's bounds
+    assert np.abs(agent.replay.action[0, :64]).max() <= 1.0
+
+
+def test_acting_draws_only_from_the_given_rng():
+    spec = dreamer.EnvSpec((3,), np.dtype(np.float32), False, 1, (3,), True, 4)
+    agent = dreamer.Agent(dreamer.Config(size="tiny", stoch=4, classes=4), spec, 2,
+                          torch.device("cpu"), seed=0)  # fmt: skip
+    obs, first = np.ones((2, 3), np.float32), np.ones(2, bool)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    runs = []
+    for _ in range(2):
+        rng, state, actions = np.random.default_rng(7), None, []
+        for _ in range(5):
+            action, state = agent.act(obs, state, first, explore=True, rng=rng)
+            actions.append(action.tolist())
+            first = np.zeros(2, bool)
+        runs.append(actions)
+        first = np.ones(2, bool)
+    assert runs[0] == runs[1]
+    assert torch.equal(torch.get_rng_state(), before)  # the global stream is untouched
+
+
 class _EndEarly:
     """A 10-step game: reward 1 per step, but action 1 ends it at once. Observations are noise,
     so only the world model's continue flag can tell the actor what action 1 does. A random
