@@ -104,7 +104,7 @@ class Config:
     batch_size: int = 256
     unroll_steps: int = 5
     td_steps: int = 5
-    auto_td_steps: int = 36_000  # v1: TD horizon shrinks by 1 per this many transitions of age
+    auto_td_steps: int = 30_000  # v1: TD horizon shrinks by 1 per this many transitions of age
     reanalyze_ratio: float = 1.0  # share of sampled positions whose policy is re-searched
     mixed_value_start: int = 30_000  # v2 SVE: updates before search values are used
     mixed_value_threshold: int = 5_000  # v2 SVE: the newest transitions keep TD targets
@@ -216,7 +216,7 @@ PRESETS = {
             value_coef=0.25,
             consistency_coef=2.0,
             reanalyze_ratio=0.99,
-            auto_td_steps=36_000,
+            auto_td_steps=30_000,  # 0.3 x the 100k training steps before the last 20k
             temperature_updates=(60_000, 90_000),
             lr_decay_updates=100_000,
             per_alpha=0.6,
