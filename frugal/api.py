@@ -141,8 +141,9 @@ def train(
             "or pick a new --run-dir"
         )
     path.mkdir(parents=True, exist_ok=True)
+    runner = Runner(config, path)  # builds env and agent first: a bad setting leaves no run behind
     save_config(config, path)
-    Runner(config, path).run()
+    runner.run()
     return Run(path)
 
 
