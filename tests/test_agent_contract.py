@@ -27,7 +27,7 @@ FAST: dict[str, list[str]] = {
         "agent.batch_size=4",
         "agent.batch_length=8",
         "agent.learning_starts=64",
-        "agent.train_ratio=16",  # one update every 2 env steps
+        "agent.train_ratio=4",  # one update every 8 env steps
         "agent.stoch=4",
         "agent.classes=4",
     ],
