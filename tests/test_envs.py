@@ -9,8 +9,10 @@ import json
 import numpy as np
 import pytest
 
+from frugal.agents import agent_module
 from frugal.config import EnvConfig
 from frugal.envs import make_env, resolve
+from frugal.envs.gym_suite import has_box_actions
 from frugal.errors import FrugalError
 
 
@@ -91,3 +93,20 @@ def test_atari_rgb_observations_are_channels_first():
     obs = env.reset(seed=0)
     assert obs.shape == (1, 12, 96, 96) and env.spec.frame_shape == (3, 96, 96)
     assert env.render().shape[-1] == 3
+
+
+@pytest.mark.parametrize(
+    "env_id, box",
+    [
+        ("gym/Pendulum-v1", True),
+        ("gym/MountainCarContinuous-v0", True),
+        ("gym/CartPole-v1", False),
+        ("minatar/breakout", False),
+        ("gym/NoSuchEnv-v0", False),
+    ],
+)
+def test_box_actions_pick_the_continuous_presets(env_id, box):
+    assert has_box_actions(env_id) is box
+    expected = "pendulum" if box else ("minatar" if env_id.startswith("minatar") else "cartpole")
+    for algo in ("ppo", "dreamerv3", "efficientzero"):
+        assert agent_module(algo).default_preset(env_id) == expected

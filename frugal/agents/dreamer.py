@@ -30,6 +30,7 @@ from torch.nn import functional as F
 from frugal.agents.base import ActState, Transition, ratio_updates_due
 from frugal.config import Preset
 from frugal.envs.base import EnvSpec
+from frugal.envs.gym_suite import has_box_actions
 from frugal.nets.distributions import (
     bounded_normal,
     categorical_entropy,
@@ -200,7 +201,7 @@ def default_preset(env_id: str) -> str:
         return "atari100k"
     if env_id.startswith("minatar/"):
         return "minatar"
-    if "Pendulum" in env_id or "Continuous" in env_id:
+    if has_box_actions(env_id):
         return "pendulum"
     return "cartpole"
 

@@ -48,6 +48,7 @@ from torch.nn import functional as F
 
 from frugal.agents.base import ActState, EnvSpec, Transition, ratio_updates_due
 from frugal.config import Preset
+from frugal.envs.gym_suite import has_box_actions
 from frugal.errors import FrugalError, unknown
 from frugal.nets.muzero import MuZeroNet, NetConfig, scale_gradient
 from frugal.nets.support import Support
@@ -358,7 +359,7 @@ def default_preset(env_id: str) -> str:
         return "atari100k"
     if env_id.startswith("minatar/"):
         return "minatar"
-    if "Pendulum" in env_id:
+    if has_box_actions(env_id):
         return "pendulum"
     return "cartpole"
 

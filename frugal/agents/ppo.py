@@ -25,6 +25,7 @@ from torch import nn
 from frugal.agents.base import ActState, Transition
 from frugal.config import Preset
 from frugal.envs.base import EnvSpec
+from frugal.envs.gym_suite import has_box_actions
 from frugal.errors import FrugalError
 from frugal.nets.normalize import RunningMeanStd
 from frugal.nets.torsos import PixelInput, make_torso, mlp
@@ -210,22 +211,7 @@ def default_preset(env_id: str) -> str:
         return "atari"
     if env_id.startswith("minatar/"):
         return "minatar"
-    return "pendulum" if _continuous_gym_env(env_id) else "cartpole"
-
-
-def _continuous_gym_env(env_id: str) -> bool:
-    """Whether a `gym/<id>` env has Box actions (False when it cannot be built here: the env
-    factory reports a bad id with a clear message later)."""
-    import gymnasium as gym
-
-    try:
-        env = gym.make(env_id.split("/", 1)[-1])
-    except Exception:
-        return False
-    try:
-        return isinstance(env.action_space, gym.spaces.Box)
-    finally:
-        env.close()
+    return "pendulum" if has_box_actions(env_id) else "cartpole"
 
 
 # ---------------------------------------------------------------------------------- networks
