@@ -12,7 +12,7 @@ batch crosses devices.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
@@ -64,6 +64,34 @@ def _first(xs: list[torch.Tensor]) -> torch.Tensor:
     return xs[0]
 
 
+def signature(tree: Any) -> Hashable:
+    """Hashable nest structure with each leaf's shape and dtype: embeddings with one signature
+    share a storage layout."""
+    if isinstance(tree, torch.Tensor):
+        return (tuple(tree.shape), tree.dtype)
+    if isinstance(tree, dict):
+        return (dict, tuple((k, signature(v)) for k, v in tree.items()))
+    if isinstance(tree, tuple | list):
+        return (type(tree), tuple(signature(x) for x in tree))
+    raise TypeError(f"embedding leaves must be tensors, got {type(tree).__name__}")
+
+
+def fresh(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised CPU tensor; allocated by numpy where it has the dtype (a third of
+    torch.empty's cost at the sizes of a search's batches)."""
+    np_dtype = _NUMPY_DTYPES.get(dtype)
+    if np_dtype is None:
+        return torch.empty(shape, dtype=dtype)
+    return torch.from_numpy(np.empty(shape, dtype=np_dtype))
+
+
+_NUMPY_DTYPES = {
+    torch.float64: np.float64, torch.float32: np.float32, torch.float16: np.float16,
+    torch.int64: np.int64, torch.int32: np.int32, torch.int16: np.int16, torch.int8: np.int8,
+    torch.uint8: np.uint8, torch.bool: np.bool_,
+}  # fmt: skip
+
+
 def _leaf_spec(leaves: list[torch.Tensor], num_roots: int) -> list[tuple[tuple[int, ...], Any]]:
     spec = []
     for leaf in leaves:
@@ -93,7 +121,8 @@ class HostEmbeddings:
     """All leaves on the CPU: byte storage that the tree kernels write and gather directly.
 
     store: uint8 [B, N, W] from this thread's workspace; leaf i of node n of root b lives at
-    store[b, n, off[i] : off[i] + nbytes[i]].
+    store[b, n, off[i] : off[i] + nbytes[i]]. Built once per search shape (it is part of the
+    search's Plan); `start` begins each search.
     """
 
     on_host = True
@@ -102,7 +131,8 @@ class HostEmbeddings:
         leaves, self._rebuild = flatten(embedding)
         self._spec = _leaf_spec(leaves, num_roots)
         self._full_shapes = [(num_roots, *shape) for shape, _ in self._spec]
-        self.single = self._single = isinstance(embedding, torch.Tensor)
+        self._num_sims = num_sims
+        self.single = isinstance(embedding, torch.Tensor)
         self.leaf_shape, self.leaf_dtype = self._full_shapes[0], self._spec[0][1]
         nbytes, offsets, width = [], [], 0
         for leaf, (shape, _) in zip(leaves, self._spec, strict=True):
@@ -113,24 +143,35 @@ class HostEmbeddings:
         self.leaf_nbytes = np.asarray(nbytes, dtype=np.int64)
         self.leaf_off = np.asarray(offsets, dtype=np.int64)
         self.leaf_ptrs = np.zeros(len(leaves), dtype=np.int64)
+        self.batch_base = np.zeros(len(leaves), dtype=np.int64)
         self.store = scratch("embeddings", (num_roots, num_sims + 1, width), np.uint8)
-        self.put(embedding)  # the first kernel call copies the root embeddings into node 0
-        # Input batches of all simulations: leaf i of simulation s is row s of a fresh
-        # [S, B, ...] tensor (never reused, so recurrent_fn may keep what it is given).
-        batches = [torch.empty((num_sims, *full), dtype=dtype) for full, (_, dtype) in
+        self.rows: list[tuple[torch.Tensor, ...]] = []
+
+    def start(self, embedding: Any) -> None:
+        """Begin a search from the root `embedding` (the first kernel call copies it into node
+        0). Input batches of all simulations: leaf i of simulation s is row s of a fresh
+        [S, B, ...] tensor (never reused, so recurrent_fn may keep what it is given)."""
+        batches = [fresh((self._num_sims, *full), dtype) for full, (_, dtype) in
                    zip(self._full_shapes, self._spec, strict=True)]  # fmt: skip
-        self.batch_base = np.asarray([t.data_ptr() for t in batches], dtype=np.int64)
-        self.rows = self._rows = [t.unbind(0) for t in batches]
+        for i, batch in enumerate(batches):
+            self.batch_base[i] = batch.data_ptr()
+        self.rows = [batch.unbind(0) for batch in batches]
+        self.put(embedding)
+
+    def stop(self) -> None:
+        """End a search: let go of its tensors (this object outlives it)."""
+        self.rows = []
+        self._keep = []
 
     def batch(self, s: int) -> Any:
         """Simulation s's input batch (filled by the kernel call that selected it)."""
-        if self._single:
-            return self._rows[0][s]
-        return self._rebuild([rows[s] for rows in self._rows])
+        if self.single:
+            return self.rows[0][s]
+        return self._rebuild([rows[s] for rows in self.rows])
 
     def put(self, embedding: Any) -> None:
         """Point the next kernel call at new embeddings (it copies them into its new nodes)."""
-        if self._single and isinstance(embedding, torch.Tensor):
+        if self.single and isinstance(embedding, torch.Tensor):
             leaves = [embedding]
         else:
             leaves, _ = flatten(embedding)

@@ -17,6 +17,19 @@ import math
 import numpy as np
 from numba import njit
 
+from frugal.search.frame import (
+    GUMBEL,
+    INVALID,
+    NUM_CONSIDERED,
+    PARAMS,
+    SELECTION,
+    TABLE,
+    store_views,
+    tree_views,
+    view1,
+    view2,
+    view3,
+)
 from frugal.search.lowlevel import f32_at, gather_embedding, store_new_embeddings
 from frugal.search.tree import (
     PRIOR,
@@ -194,12 +207,40 @@ def simulate(
 
 
 @njit(cache=True)
+def simulate_frame(s, frame, r_ptr, r_stride, v_ptr, v_stride, l_ptr, l_stride0, l_stride1):
+    """`simulate` on the arrays described by `frame` (see frame.py): the search loop's call."""
+    children, edges, raw_value, parent, action, root = tree_views(frame)
+    store, leaf_nbytes, leaf_off, leaf_ptrs, batch_base = store_views(frame)
+    sel = view3(frame, SELECTION, np.int64)  # [S, 2, B]: flat parent index, action
+    simulate(
+        s, children, edges, raw_value, parent, action, root, view2(frame, INVALID, np.bool_),
+        view2(frame, GUMBEL, np.float64), view2(frame, TABLE, np.int32),
+        view1(frame, NUM_CONSIDERED, np.int32), view1(frame, PARAMS, np.float64), r_ptr,
+        r_stride, v_ptr, v_stride, l_ptr, l_stride0, l_stride1, sel[:, 0], sel[:, 1], store,
+        leaf_nbytes, leaf_off, leaf_ptrs, batch_base,
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def finish_frame(frame, visit_counts, qvalues, weights, root_value, action):
+    """`finish` on the arrays described by `frame`."""
+    children, edges, raw_value, _, _, root = tree_views(frame)
+    finish(
+        children, edges, raw_value, root, view2(frame, INVALID, np.bool_),
+        view2(frame, GUMBEL, np.float64), view1(frame, PARAMS, np.float64), visit_counts,
+        qvalues, weights, root_value, action,
+    )  # fmt: skip
+
+
+@njit(cache=True)
 def finish(children, edges, raw_value, root, invalid, gumbel, params, visit_counts, qvalues,
            weights, root_value, action):  # fmt: skip
     """Root statistics: visit_counts [B, A], qvalues [B, A], weights [B, A] = softmax(logits +
     sigma) over valid actions, root_value [B], action [B] = the best of the most visited."""
     num_roots, _, num_actions = children.shape
     sigma = np.empty(num_actions, dtype=np.float64)
+    # The outputs may be float32: the softmax is summed and normalised in float64 here first.
+    unnormalised = np.empty(num_actions, dtype=np.float64)
     for b in range(num_roots):
         root_value[b] = root[b, ROOT_VALUE_SUM] / root[b, ROOT_VISITS]
         sigma_completed(b, 0, True, children, edges, raw_value, invalid, params, sigma)
@@ -220,9 +261,9 @@ def finish(children, edges, raw_value, root, invalid, gumbel, params, visit_coun
         z = 0.0
         for a in range(num_actions):
             if invalid[b, a]:
-                weights[b, a] = 0.0
+                unnormalised[a] = 0.0
             else:
-                weights[b, a] = math.exp(edges[b, 0, a, PRIOR] + sigma[a] - top)
-                z += weights[b, a]
+                unnormalised[a] = math.exp(edges[b, 0, a, PRIOR] + sigma[a] - top)
+                z += unnormalised[a]
         for a in range(num_actions):
-            weights[b, a] /= z
+            weights[b, a] = unnormalised[a] / z

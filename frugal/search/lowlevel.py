@@ -17,7 +17,7 @@ _SPLITMIX_M2 = np.uint64(0x94D049BB133111EB)
 
 
 @intrinsic
-def _as_voidptr(typingctx, address):
+def as_voidptr(typingctx, address):
     """int64 address -> void*."""
     if not isinstance(address, types.Integer):
         return None
@@ -31,7 +31,7 @@ def _as_voidptr(typingctx, address):
 @njit(cache=True)
 def f32_at(address, length):
     """float32 [length] view of the memory at `address`."""
-    return carray(_as_voidptr(address), (length,), np.float32)
+    return carray(as_voidptr(address), (length,), np.float32)
 
 
 @njit(cache=True)

@@ -5,6 +5,10 @@ nodes and selects the next leaf edge of every root (O(depth * A) per root, all o
 Python loop over roots); `recurrent_fn` runs once on the batch of B parent embeddings, on
 whatever device they live; only indices [2, B] and the float32 outputs reward [B], value [B],
 logits [B, A] cross devices.
+
+What depends only on a search's shape (tree arrays, embedding byte store, parameter tables, the
+kernels' frame) comes from a cached Plan (plan.py), so besides its simulations a search costs the
+conversion of its inputs and outputs.
 """
 
 from __future__ import annotations
@@ -15,11 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from frugal.search import gumbel as gumbel_kernels
-from frugal.search import puct as puct_kernels
 from frugal.search import workspace
-from frugal.search.embeddings import DeviceEmbeddings, HostEmbeddings, flatten
-from frugal.search.schedule import considered_visits_table
+from frugal.search.embeddings import DeviceEmbeddings, flatten, fresh
+from frugal.search.plan import plan_for
 from frugal.search.tree import Tree, init_roots
 from frugal.search.types import Root, SearchOutput, Step
 
@@ -84,7 +86,7 @@ def search(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "gumbel" and max_considered_actions < 1:
         raise ValueError(f"max_considered_actions must be >= 1, got {max_considered_actions}")
-    with torch.no_grad(), workspace.level():
+    with torch.set_grad_enabled(False), workspace.level():
         out, _ = run(
             root,
             recurrent_fn,
@@ -107,8 +109,35 @@ def search(
     return out
 
 
+# Float dtypes the kernels read and write as they are: root logits and values are widened to
+# float64 exactly, and a float64 -> float32 output store rounds as a later tensor conversion would.
+# Other dtypes go through float64 copies.
+_NUMPY_FLOATS = {torch.float32: np.float32, torch.float64: np.float64}
+
+
 def _host_array(x: torch.Tensor, dtype: np.dtype) -> np.ndarray:
-    return np.ascontiguousarray(x.detach().to("cpu").numpy(), dtype=dtype)
+    return np.ascontiguousarray(x.detach().cpu().numpy(), dtype=dtype)
+
+
+def _root_array(x: torch.Tensor) -> np.ndarray:
+    """Root logits or values as init_roots reads them: the tensor's own memory when it is a
+    contiguous float32 or float64 CPU tensor (the kernel widens float32 exactly), else a float64
+    copy."""
+    if x.is_cpu and x.dtype in _NUMPY_FLOATS and not x.requires_grad and x.is_contiguous():
+        return x.numpy()
+    return _host_array(x, np.float64)
+
+
+def _output_array(shape: tuple[int, ...], dtype: torch.dtype, on_cpu: bool) -> np.ndarray:
+    """Uninitialised buffer for a float output: in its final dtype when it stays on the CPU."""
+    return np.empty(shape, dtype=_NUMPY_FLOATS.get(dtype, np.float64) if on_cpu else np.float64)
+
+
+def _output_tensor(x: np.ndarray, dtype: torch.dtype, device: torch.device, on_cpu: bool):
+    t = torch.from_numpy(x)
+    if on_cpu and t.dtype is dtype:
+        return t
+    return t.to(device, dtype)
 
 
 def _check_root(root: Root, num_simulations: int) -> tuple[int, int]:
@@ -125,12 +154,14 @@ def _check_root(root: Root, num_simulations: int) -> tuple[int, int]:
     return num_roots, num_actions
 
 
-def _invalid_mask(invalid_actions, num_roots: int, num_actions: int) -> np.ndarray:
+def _fill_invalid(out: np.ndarray, invalid_actions) -> None:
+    """out (bool [B, A]) = the root mask, all False without one."""
     if invalid_actions is None:
-        return np.zeros((num_roots, num_actions), dtype=np.bool_)
-    if tuple(invalid_actions.shape) != (num_roots, num_actions):
+        out.fill(False)
+        return
+    if tuple(invalid_actions.shape) != out.shape:
         raise ValueError(
-            f"invalid_actions must be bool [B, A] = [{num_roots}, {num_actions}], got "
+            f"invalid_actions must be bool [B, A] = [{out.shape[0]}, {out.shape[1]}], got "
             f"{tuple(invalid_actions.shape)}"
         )
     invalid = _host_array(invalid_actions.bool(), np.bool_)
@@ -138,24 +169,29 @@ def _invalid_mask(invalid_actions, num_roots: int, num_actions: int) -> np.ndarr
         raise ValueError(
             "every root needs at least one valid action (invalid_actions row all True)"
         )
-    return invalid
+    out[...] = invalid
 
 
-def _gumbel(noise, scale, generator, num_roots, num_actions) -> np.ndarray:
+def _fill_gumbel(out: np.ndarray, noise, scale, generator) -> None:
+    """out (float64 [B, A]) = the given noise, or scale * Gumbel(0, 1) draws."""
     if noise is not None:
-        if tuple(noise.shape) != (num_roots, num_actions):
-            raise ValueError(f"gumbel_noise must be [B, A] = [{num_roots}, {num_actions}]")
-        return _host_array(noise, np.float64)
+        if tuple(noise.shape) != out.shape:
+            raise ValueError(f"gumbel_noise must be [B, A] = [{out.shape[0]}, {out.shape[1]}]")
+        out[...] = _host_array(noise, np.float64)
+        return
     if scale == 0.0:
-        return np.zeros((num_roots, num_actions), dtype=np.float64)
-    device = generator.device if generator is not None else torch.device("cpu")
-    # -log(Exp(1)) ~ Gumbel(0, 1); fresh draws on every call.
-    exp = torch.empty((num_roots, num_actions), dtype=torch.float64, device=device)
-    g = _host_array(exp.exponential_(generator=generator), np.float64)
+        out.fill(0.0)
+        return
+    # -log(Exp(1)) ~ Gumbel(0, 1); fresh draws on every call, straight into `out` on the CPU.
+    if _on_cpu(generator):
+        g = out
+        torch.from_numpy(g).exponential_(generator=generator)
+    else:
+        exp = torch.empty(out.shape, dtype=torch.float64, device=generator.device)
+        g = _host_array(exp.exponential_(generator=generator), np.float64)
     np.maximum(g, np.finfo(np.float64).tiny, out=g)
     np.log(g, out=g)
-    g *= -scale
-    return g
+    np.multiply(g, -scale, out=out)
 
 
 def _dirichlet(alpha, valid: np.ndarray, generator) -> np.ndarray:
@@ -174,14 +210,24 @@ def _host_store(leaves: list[torch.Tensor]) -> bool:
     return all(leaf.is_cpu for leaf in leaves)
 
 
-def _seeds(generator, num_roots: int) -> np.ndarray:
+def _fill_seeds(out: np.ndarray, generator) -> None:
+    """out (uint64 [B]) = per-root generator seeds drawn from `generator` (zeros without one).
+    The draws are torch.randint(-2**63, 2**63 - 1)'s; random_ makes them with a cheaper call."""
     if generator is None:
-        return np.zeros(num_roots, dtype=np.uint64)
-    draws = torch.randint(
-        -(2**63), 2**63 - 1, (num_roots,), dtype=torch.int64, generator=generator,
-        device=generator.device,
-    )  # fmt: skip
-    return _host_array(draws, np.int64).view(np.uint64)
+        out.fill(0)
+        return
+    low, high = -(2**63), 2**63 - 1
+    if _on_cpu(generator):
+        torch.from_numpy(out.view(np.int64)).random_(low, high, generator=generator)
+        return
+    draws = torch.empty(out.shape, dtype=torch.int64, device=generator.device)
+    draws.random_(low, high, generator=generator)
+    out[...] = _host_array(draws, np.int64).view(np.uint64)
+
+
+def _on_cpu(generator: torch.Generator | None) -> bool:
+    """Whether the generator draws on the CPU (None: torch's default CPU generator)."""
+    return generator is None or generator.device.type == "cpu"
 
 
 def _net_pointers(step: Any, num_roots: int, num_actions: int):
@@ -214,6 +260,104 @@ def _net_pointers(step: Any, num_roots: int, num_actions: int):
     return packed, base, width, base + 4, width, base + 8, width, 1
 
 
+def _outputs(plan, root: Root) -> SearchOutput:
+    """The root statistics, computed by the method's finish kernel into fresh tensors."""
+    num_roots, num_actions = plan.invalid.shape
+    logits, value = root.prior_logits, root.value
+    device, on_cpu = logits.device, logits.is_cpu
+    fdtype = logits.dtype if logits.is_floating_point() else torch.float32
+    vdtype = value.dtype if value.is_floating_point() else torch.float32
+    visit_counts = np.empty((num_roots, num_actions), dtype=np.int64)
+    qvalues = _output_array((num_roots, num_actions), vdtype, on_cpu)
+    weights = _output_array((num_roots, num_actions), fdtype, on_cpu)
+    root_value = _output_array((num_roots,), vdtype, on_cpu)
+    action = np.empty(num_roots, dtype=np.int64)
+    plan.finish(plan.frame, visit_counts, qvalues, weights, root_value, action)
+    long = torch.int64
+    return SearchOutput(
+        action=_output_tensor(action, long, device, on_cpu),
+        action_weights=_output_tensor(weights, fdtype, device, on_cpu),
+        visit_counts=_output_tensor(visit_counts, long, device, on_cpu),
+        root_value=_output_tensor(root_value, vdtype, device, on_cpu),
+        qvalues=_output_tensor(qvalues, vdtype, device, on_cpu),
+    )
+
+
+_NO_NET = (0, 0, 0, 0, 0, 0, 0)
+
+
+def _single_host_loop(kernel, frame, store, recurrent_fn, sel_t, num_actions) -> None:
+    """The simulations in the common case, kept lean: one latent tensor, float32 CPU outputs.
+    Anything else (other dtypes or devices, strides, errors) goes through the general helpers."""
+    num_sims, _, num_roots = sel_t.shape
+    actions = sel_t[:, 1].unbind(0)
+    batches = store.rows[0]
+    ptrs = store.leaf_ptrs
+    shape, dtype = store.leaf_shape, store.leaf_dtype
+    b_shape, l_shape, f32 = (num_roots,), (num_roots, num_actions), torch.float32
+    kernel(0, frame, *_NO_NET)
+    for s in range(num_sims):
+        step, nxt = recurrent_fn(batches[s], actions[s])
+        if (
+            type(nxt) is torch.Tensor
+            and nxt.dtype is dtype
+            and nxt.is_cpu
+            and nxt.shape == shape
+            and nxt.is_contiguous()
+        ):
+            ptrs[0] = nxt.data_ptr()
+        else:
+            store.put(nxt)
+        if type(step) is Step:
+            r, v, lg = step.reward, step.value, step.prior_logits
+            if (
+                r.dtype is f32
+                and v.dtype is f32
+                and lg.dtype is f32
+                and r.is_cpu
+                and v.is_cpu
+                and lg.is_cpu
+                and r.shape == b_shape
+                and v.shape == b_shape
+                and lg.shape == l_shape
+            ):
+                kernel(
+                    s + 1, frame, r.data_ptr(), *r.stride(), v.data_ptr(), *v.stride(),
+                    lg.data_ptr(), *lg.stride(),
+                )  # fmt: skip
+                continue
+        net = _net_pointers(step, num_roots, num_actions)
+        kernel(s + 1, frame, *net[1:])
+
+
+def _host_loop(kernel, frame, store, recurrent_fn, sel_t, num_actions) -> None:
+    """The simulations with a nest of CPU embeddings (gathered and stored by the kernels)."""
+    num_sims, _, num_roots = sel_t.shape
+    actions = sel_t[:, 1].unbind(0)
+    kernel(0, frame, *_NO_NET)
+    for s in range(num_sims):
+        step, nxt = recurrent_fn(store.batch(s), actions[s])
+        store.put(nxt)
+        net = _net_pointers(step, num_roots, num_actions)
+        kernel(s + 1, frame, *net[1:])
+
+
+def _device_loop(kernel, frame, root, recurrent_fn, sel_t, num_actions) -> None:
+    """The simulations with embeddings off the CPU: torch gathers them on their device."""
+    num_sims, _, num_roots = sel_t.shape
+    store = DeviceEmbeddings(root.embedding, num_roots, num_sims)
+    leaves, _ = flatten(root.embedding)
+    act_device = leaves[0].device
+    rows = sel_t.unbind(0)
+    kernel(0, frame, *_NO_NET)
+    for s in range(num_sims):
+        index = store.index(rows[s])
+        step, nxt = recurrent_fn(store.batch_from(index), index[act_device][1])
+        store.put_at(s + 1, nxt)
+        net = _net_pointers(step, num_roots, num_actions)
+        kernel(s + 1, frame, *net[1:])
+
+
 def run(
     root: Root,
     recurrent_fn: RecurrentFn,
@@ -237,127 +381,41 @@ def run(
     """`search` without the no_grad wrapper; also returns the tree (for tests and debugging)."""
     num_roots, num_actions = _check_root(root, num_simulations)
     S = num_simulations
-    logits = _host_array(root.prior_logits, np.float64)
-    value = _host_array(root.value, np.float64)
-    invalid = _invalid_mask(invalid_actions, num_roots, num_actions)
-
-    num_fields = gumbel_kernels.NUM_FIELDS if method == "gumbel" else puct_kernels.NUM_FIELDS
-    tree = Tree.allocate(num_roots, S + 1, num_actions, num_fields)
-    minmax = np.empty((num_roots, 2), dtype=np.float64)
-    num_considered = np.empty(num_roots, dtype=np.int32)
-    use_noise = method == "puct" and dirichlet_fraction > 0.0
+    gumbel = method == "gumbel"
+    if gumbel:
+        constants = (discount, c_visit, c_scale, int(max_considered_actions))
+    else:
+        constants = (discount, pb_c_init, pb_c_base, value_delta_max, generator is not None)
+    emb = root.embedding
+    leaves = [emb] if type(emb) is torch.Tensor else flatten(emb)[0]
+    plan = plan_for(method, num_roots, S, num_actions, emb, _host_store(leaves), constants)
+    tree, invalid = plan.tree, plan.invalid
+    logits, value = _root_array(root.prior_logits), _root_array(root.value)
+    _fill_invalid(invalid, invalid_actions)
+    use_noise = not gumbel and dirichlet_fraction > 0.0
     noise = _dirichlet(dirichlet_alpha, ~invalid, generator) if use_noise else _NO_NOISE
     init_roots(
         *tree.arrays(), logits, value, invalid, noise, dirichlet_fraction if use_noise else 0.0,
-        method == "gumbel", int(max_considered_actions), num_considered, minmax,
+        gumbel, int(max_considered_actions), plan.num_considered, plan.minmax,
     )  # fmt: skip
-    if method == "gumbel":
-        noise = _gumbel(gumbel_noise, gumbel_scale, generator, num_roots, num_actions)
-        table = considered_visits_table(int(max_considered_actions), S)
-        params = np.array([discount, c_visit, c_scale], dtype=np.float64)
-        kernel = gumbel_kernels.simulate
-        head = (*tree.arrays(), invalid, noise, table, num_considered, params)
+    if gumbel:
+        _fill_gumbel(plan.gumbel, gumbel_noise, gumbel_scale, generator)
     else:
-        rng = _seeds(generator, num_roots)
-        params = puct_kernels.make_params(
-            S, discount, pb_c_init, pb_c_base, value_delta_max, generator is not None
-        )
-        kernel = puct_kernels.simulate
-        head = (*tree.arrays(), invalid, minmax, rng, params)
+        _fill_seeds(plan.rng, generator)
 
-    leaves, _ = flatten(root.embedding)
-    on_host = _host_store(leaves)
-    store_cls = HostEmbeddings if on_host else DeviceEmbeddings
-    store = store_cls(root.embedding, num_roots, S)
-    sel_t = torch.empty((S, 2, num_roots), dtype=torch.int64)
-    sel = sel_t.numpy()
-    tail = (sel[:, 0], sel[:, 1], store.store, store.leaf_nbytes, store.leaf_off)
-    ptrs, batch_base = store.leaf_ptrs, store.batch_base
-    no_net = (0, 0, 0, 0, 0, 0, 0)
-
-    if on_host and store.single:
-        # The common case, kept lean: one latent tensor, float32 CPU outputs. Anything else
-        # (other dtypes or devices, strides, errors) goes through the general helpers.
-        actions = sel_t[:, 1].unbind(0)
-        batches = store.rows[0]
-        shape, dtype = store.leaf_shape, store.leaf_dtype
-        b_shape, l_shape, f32 = (num_roots,), (num_roots, num_actions), torch.float32
-        kernel(0, *head, *no_net, *tail, ptrs, batch_base)
-        for s in range(S):
-            step, nxt = recurrent_fn(batches[s], actions[s])
-            if (
-                type(nxt) is torch.Tensor
-                and nxt.dtype is dtype
-                and nxt.is_cpu
-                and nxt.shape == shape
-                and nxt.is_contiguous()
-            ):
-                ptrs[0] = nxt.data_ptr()
+    sel_t = fresh((S, 2, num_roots), torch.int64)
+    plan.start(sel_t)
+    kernel, frame, store = plan.simulate, plan.frame, plan.store
+    if store is None:
+        _device_loop(kernel, frame, root, recurrent_fn, sel_t, num_actions)
+    else:
+        store.start(root.embedding)
+        try:
+            if store.single:
+                _single_host_loop(kernel, frame, store, recurrent_fn, sel_t, num_actions)
             else:
-                store.put(nxt)
-            if type(step) is Step:
-                r, v, lg = step.reward, step.value, step.prior_logits
-                if (
-                    r.dtype is f32
-                    and v.dtype is f32
-                    and lg.dtype is f32
-                    and r.is_cpu
-                    and v.is_cpu
-                    and lg.is_cpu
-                    and r.shape == b_shape
-                    and v.shape == b_shape
-                    and lg.shape == l_shape
-                ):
-                    kernel(
-                        s + 1, *head, r.data_ptr(), r.stride(0), v.data_ptr(), v.stride(0),
-                        lg.data_ptr(), *lg.stride(), *tail, ptrs, batch_base,
-                    )  # fmt: skip
-                    continue
-            net = _net_pointers(step, num_roots, num_actions)
-            kernel(s + 1, *head, *net[1:], *tail, ptrs, batch_base)
-    elif on_host:
-        actions = sel_t[:, 1].unbind(0)
-        kernel(0, *head, *no_net, *tail, ptrs, batch_base)
-        for s in range(S):
-            step, nxt = recurrent_fn(store.batch(s), actions[s])
-            store.put(nxt)
-            net = _net_pointers(step, num_roots, num_actions)
-            kernel(s + 1, *head, *net[1:], *tail, ptrs, batch_base)
-    else:
-        kernel(0, *head, *no_net, *tail, ptrs, batch_base)
-        rows = sel_t.unbind(0)
-        act_device = leaves[0].device
-        for s in range(S):
-            index = store.index(rows[s])
-            step, nxt = recurrent_fn(store.batch_from(index), index[act_device][1])
-            store.put_at(s + 1, nxt)
-            net = _net_pointers(step, num_roots, num_actions)
-            kernel(s + 1, *head, *net[1:], *tail, ptrs, batch_base)
+                _host_loop(kernel, frame, store, recurrent_fn, sel_t, num_actions)
+        finally:
+            store.stop()
 
-    visit_counts = np.empty((num_roots, num_actions), dtype=np.int64)
-    qvalues = np.empty((num_roots, num_actions), dtype=np.float64)
-    weights = np.empty((num_roots, num_actions), dtype=np.float64)
-    root_value = np.empty(num_roots, dtype=np.float64)
-    action = np.empty(num_roots, dtype=np.int64)
-    if method == "gumbel":
-        gumbel_kernels.finish(
-            tree.children, tree.edges, tree.raw_value, tree.root, invalid, noise, params,
-            visit_counts, qvalues, weights, root_value, action,
-        )  # fmt: skip
-    else:
-        puct_kernels.finish(
-            tree.children, tree.edges, tree.root, invalid, rng, params, visit_counts, qvalues,
-            weights, root_value, action,
-        )  # fmt: skip
-
-    device = root.prior_logits.device
-    fdtype = root.prior_logits.dtype if root.prior_logits.is_floating_point() else torch.float32
-    vdtype = root.value.dtype if root.value.is_floating_point() else torch.float32
-    out = SearchOutput(
-        action=torch.from_numpy(action).to(device),
-        action_weights=torch.from_numpy(weights).to(device, fdtype),
-        visit_counts=torch.from_numpy(visit_counts).to(device),
-        root_value=torch.from_numpy(root_value).to(device, vdtype),
-        qvalues=torch.from_numpy(qvalues).to(device, vdtype),
-    )
-    return out, tree
+    return _outputs(plan, root), tree

@@ -17,6 +17,18 @@ import math
 import numpy as np
 from numba import njit
 
+from frugal.search.frame import (
+    INVALID,
+    MINMAX,
+    PARAMS,
+    RNG,
+    SELECTION,
+    store_views,
+    tree_views,
+    view1,
+    view2,
+    view3,
+)
 from frugal.search.lowlevel import (
     f32_at,
     gather_embedding,
@@ -169,6 +181,30 @@ def simulate(
             sel_flat[s, b] = b * num_nodes + p
             sel_action[s, b] = a
             gather_embedding(store, b, p, s, leaf_nbytes, leaf_off, batch_base)
+
+
+@njit(cache=True)
+def simulate_frame(s, frame, r_ptr, r_stride, v_ptr, v_stride, l_ptr, l_stride0, l_stride1):
+    """`simulate` on the arrays described by `frame` (see frame.py): the search loop's call."""
+    children, edges, raw_value, parent, action, root = tree_views(frame)
+    store, leaf_nbytes, leaf_off, leaf_ptrs, batch_base = store_views(frame)
+    sel = view3(frame, SELECTION, np.int64)  # [S, 2, B]: flat parent index, action
+    simulate(
+        s, children, edges, raw_value, parent, action, root, view2(frame, INVALID, np.bool_),
+        view2(frame, MINMAX, np.float64), view1(frame, RNG, np.uint64),
+        view1(frame, PARAMS, np.float64), r_ptr, r_stride, v_ptr, v_stride, l_ptr, l_stride0,
+        l_stride1, sel[:, 0], sel[:, 1], store, leaf_nbytes, leaf_off, leaf_ptrs, batch_base,
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def finish_frame(frame, visit_counts, qvalues, weights, root_value, action):
+    """`finish` on the arrays described by `frame`."""
+    children, edges, _, _, _, root = tree_views(frame)
+    finish(
+        children, edges, root, view2(frame, INVALID, np.bool_), view1(frame, RNG, np.uint64),
+        view1(frame, PARAMS, np.float64), visit_counts, qvalues, weights, root_value, action,
+    )  # fmt: skip
 
 
 @njit(cache=True)

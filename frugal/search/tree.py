@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from frugal.search.workspace import cache_tree, cached_tree, scratch
+from frugal.search.workspace import scratch
 
 VISITS, VALUE_SUM, REWARD, Q, PRIOR, PROB = range(6)
 ROOT_VISITS, ROOT_VALUE_SUM = range(2)
@@ -43,22 +43,17 @@ class Tree:
     @staticmethod
     def allocate(num_roots: int, num_nodes: int, num_actions: int, num_fields: int) -> Tree:
         """Uninitialised arrays (a node's rows are written when it is created, the roots' by
-        `init_roots`) carved from this thread's workspace. The same views serve every search of one
-        shape on a thread, so a tree is valid until the next search on that thread."""
-        key = (num_roots, num_nodes, num_actions, num_fields)
-        tree = cached_tree(key)
-        if tree is None:
-            shape = (num_roots, num_nodes)
-            tree = Tree(
-                children=scratch("children", (*shape, num_actions), np.int32),
-                edges=scratch("edges", (*shape, num_actions, num_fields), np.float64),
-                raw_value=scratch("raw_value", shape, np.float64),
-                parent=scratch("parent", shape, np.int32),
-                action=scratch("action", shape, np.int32),
-                root=scratch("root", (num_roots, 2), np.float64),
-            )
-            cache_tree(key, tree)
-        return tree
+        `init_roots`) carved from this thread's workspace: a search's tree is valid until the
+        next search on this thread and nesting level."""
+        shape = (num_roots, num_nodes)
+        return Tree(
+            children=scratch("children", (*shape, num_actions), np.int32),
+            edges=scratch("edges", (*shape, num_actions, num_fields), np.float64),
+            raw_value=scratch("raw_value", shape, np.float64),
+            parent=scratch("parent", shape, np.int32),
+            action=scratch("action", shape, np.int32),
+            root=scratch("root", (num_roots, 2), np.float64),
+        )
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         """The arrays in kernel argument order."""
@@ -127,9 +122,10 @@ def init_roots(
 ):  # fmt: skip
     """Write the root rows of every root b from its network outputs.
 
-    logits float64 [B, A] and value [B]; invalid bool [B, A]. PRIOR gets the masked logits
-    (store_logits, Gumbel: PROB = their softmax) or the softmax mixed with `noise` [B, A] at
-    noise_fraction (pUCT, Dirichlet; noise may be empty when the fraction is 0).
+    logits [B, A] and value [B], float32 or float64 (read as float64); invalid bool [B, A].
+    PRIOR gets the masked logits (store_logits, Gumbel: PROB = their softmax) or the softmax
+    mixed with `noise` [B, A] at noise_fraction (pUCT, Dirichlet; noise may be empty when the
+    fraction is 0).
     num_considered [B] = min(max_considered, number of valid actions); minmax [B, 2] = (inf, -inf).
     """
     num_roots, _, num_actions = children.shape
@@ -140,16 +136,16 @@ def init_roots(
             children[b, 0, a] = -1
             if not invalid[b, a]:
                 num_valid += 1
-                top = max(top, logits[b, a])
+                top = max(top, np.float64(logits[b, a]))
         total = 0.0
         for a in range(num_actions):
-            e = 0.0 if invalid[b, a] else math.exp(logits[b, a] - top)
+            e = 0.0 if invalid[b, a] else math.exp(np.float64(logits[b, a]) - top)
             edges[b, 0, a, PROB if store_logits else PRIOR] = e
             total += e
         for a in range(num_actions):
             if store_logits:
                 edges[b, 0, a, PROB] /= total
-                edges[b, 0, a, PRIOR] = -np.inf if invalid[b, a] else logits[b, a]
+                edges[b, 0, a, PRIOR] = -np.inf if invalid[b, a] else np.float64(logits[b, a])
             else:
                 p = edges[b, 0, a, PRIOR] / total
                 if noise_fraction > 0.0:
@@ -158,8 +154,8 @@ def init_roots(
         num_considered[b] = min(max_considered, num_valid)
         parent[b, 0] = -1
         action[b, 0] = -1
-        raw_value[b, 0] = value[b]
+        raw_value[b, 0] = np.float64(value[b])
         root[b, ROOT_VISITS] = 1.0
-        root[b, ROOT_VALUE_SUM] = value[b]
+        root[b, ROOT_VALUE_SUM] = np.float64(value[b])
         minmax[b, 0] = np.inf
         minmax[b, 1] = -np.inf

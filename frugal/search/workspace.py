@@ -5,26 +5,30 @@ A search writes every node of every root once, so fresh arrays would page-fault 
 buffers kept per thread that only grow. Nothing carved from here escapes a search: outputs are
 copied out. A search started inside another one on the same thread (from its recurrent_fn) gets
 buffers of its own nesting level.
+
+Objects built on those buffers (a search's Plan) are cached per thread and nesting level too.
+Several may view the same buffer: searches on one thread and level run one after another, and each
+initialises what it reads.
 """
 
 from __future__ import annotations
 
+import math
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 
 _local = threading.local()
 
 
-@contextmanager
-def level() -> Iterator[None]:
-    """Mark a search as running on this thread (nested searches use other buffers)."""
-    _local.depth = getattr(_local, "depth", 0) + 1
-    try:
-        yield
-    finally:
+class level:
+    """Mark a search as running on this thread (nested searches use other buffers). A plain
+    class: a generator-based context manager would cost a microsecond more per search."""
+
+    def __enter__(self) -> None:
+        _local.depth = getattr(_local, "depth", 0) + 1
+
+    def __exit__(self, *exc) -> None:
         _local.depth -= 1
 
 
@@ -32,7 +36,7 @@ def scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     """An uninitialised C-contiguous array of `shape`, reusing this thread's buffer `name`."""
     dtype = np.dtype(dtype)
     name = f"{name}@{getattr(_local, 'depth', 0)}"
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize
     buffers = getattr(_local, "buffers", None)
     if buffers is None:
         buffers = _local.buffers = {}
@@ -40,25 +44,37 @@ def scratch(name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
     if buf is None or buf.nbytes < nbytes:
         buf = np.empty(max(nbytes, 64), dtype=np.uint8)
         buffers[name] = buf
-        _local.trees = {}  # cached views may point into the buffer being replaced
+        _local.cached = {}  # cached objects may view the buffer being replaced
     return buf[:nbytes].view(dtype).reshape(shape)
 
 
-def cached_tree(key):
-    """The tree views last built on this thread and nesting level for `key`, or None."""
-    entry = getattr(_local, "trees", {}).get(getattr(_local, "depth", 0))
-    if entry is not None and entry[0] == key:
-        return entry[1]
-    return None
+MAX_CACHED = 8  # objects per thread and nesting level; a full level starts over
 
 
-def cache_tree(key, tree) -> None:
-    if not hasattr(_local, "trees"):
-        _local.trees = {}
-    _local.trees[getattr(_local, "depth", 0)] = (key, tree)
+def cached(key):
+    """The object cached under `key` on this thread and nesting level, or None."""
+    return _level_cache().get(key)
+
+
+def cache(key, value) -> None:
+    entries = _level_cache()
+    if len(entries) >= MAX_CACHED:
+        entries.clear()
+    entries[key] = value
+
+
+def _level_cache() -> dict:
+    caches = getattr(_local, "cached", None)
+    if caches is None:
+        caches = _local.cached = {}
+    depth = getattr(_local, "depth", 0)
+    entries = caches.get(depth)
+    if entries is None:
+        entries = caches[depth] = {}
+    return entries
 
 
 def release() -> None:
     """Drop this thread's buffers (they are re-created on the next search)."""
     _local.buffers = {}
-    _local.trees = {}
+    _local.cached = {}

@@ -1,0 +1,121 @@
+"""A search's Plan: everything it needs besides its inputs, reused by later searches of its shape.
+
+Building the tree views, the embedding byte store, the parameter tables and the kernel frame
+costs as much as several simulations at small B, and none of it depends on the roots' values, so
+a Plan is cached per thread and nesting level (see workspace) under the search's shape, method,
+constants and embedding signature. Per search, only the arrays filled from its inputs change:
+`invalid`, `gumbel` or `rng` (written in place) and the selection row of the frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from frugal.search import frame as fr
+from frugal.search import gumbel as gumbel_kernels
+from frugal.search import puct as puct_kernels
+from frugal.search import workspace
+from frugal.search.embeddings import DeviceEmbeddings, HostEmbeddings, signature
+from frugal.search.schedule import considered_visits_table
+from frugal.search.tree import Tree
+
+_NOTHING_I32 = np.zeros((1, 1), dtype=np.int32)  # the (unused) TABLE of pUCT plans
+
+
+@dataclass
+class Plan:
+    """tree: node arrays; invalid: bool [B, A] root mask; minmax: float64 [B, 2] (pUCT);
+    num_considered: int32 [B] (Gumbel m per root); rng: uint64 [B] per-root generator states
+    (pUCT); gumbel: float64 [B, A] noise g (Gumbel); table: the halving schedule (Gumbel);
+    params: the kernel's float64 parameters; store: the embeddings' byte store when every leaf is
+    on the CPU, else None (the search keeps them on their device); frame: all of the above for the
+    kernels; simulate and finish: the method's frame kernels."""
+
+    tree: Tree
+    invalid: np.ndarray
+    minmax: np.ndarray
+    num_considered: np.ndarray
+    rng: np.ndarray
+    gumbel: np.ndarray
+    table: np.ndarray
+    params: np.ndarray
+    store: HostEmbeddings | None
+    frame: np.ndarray
+    simulate: Any
+    finish: Any
+
+    def start(self, selection: torch.Tensor) -> None:
+        """Point the frame at this search's selection tensor int64 [S, 2, B]."""
+        self.frame[fr.SELECTION, 0] = selection.data_ptr()
+
+
+def plan_for(method: str, num_roots: int, num_sims: int, num_actions: int, embedding: Any,
+             on_host: bool, constants: tuple[float, ...]) -> Plan:  # fmt: skip
+    """The cached Plan for this search, built on first use. on_host: whether the embeddings go
+    to the byte store; constants: the method's scalar parameters (pUCT: discount, pb_c_init,
+    pb_c_base, value_delta_max, random ties; Gumbel: discount, c_visit, c_scale,
+    max_considered_actions)."""
+    key = (method, num_roots, num_sims, num_actions, signature(embedding), on_host, constants)
+    plan = workspace.cached(key)
+    if plan is None:
+        plan = _build(method, num_roots, num_sims, num_actions, embedding, on_host, constants)
+        workspace.cache(key, plan)
+    return plan
+
+
+def _build(method, num_roots, num_sims, num_actions, embedding, on_host, constants) -> Plan:
+    gumbel = method == "gumbel"
+    kernels = gumbel_kernels if gumbel else puct_kernels
+    tree = Tree.allocate(num_roots, num_sims + 1, num_actions, kernels.NUM_FIELDS)
+    if gumbel:
+        discount, c_visit, c_scale, max_considered = constants
+        params = np.array([discount, c_visit, c_scale], dtype=np.float64)
+        table = considered_visits_table(max_considered, num_sims)
+    else:
+        params = puct_kernels.make_params(num_sims, *constants)
+        table = _NOTHING_I32
+    plan = Plan(
+        tree=tree,
+        invalid=np.zeros((num_roots, num_actions), dtype=np.bool_),
+        minmax=np.empty((num_roots, 2), dtype=np.float64),
+        num_considered=np.empty(num_roots, dtype=np.int32),
+        rng=np.zeros(num_roots, dtype=np.uint64),
+        gumbel=np.zeros((num_roots, num_actions), dtype=np.float64),
+        table=table,
+        params=params,
+        store=HostEmbeddings(embedding, num_roots, num_sims) if on_host else None,
+        frame=fr.new_frame(),
+        simulate=kernels.simulate_frame,
+        finish=kernels.finish_frame,
+    )
+    _describe(plan, num_roots, num_sims)
+    return plan
+
+
+def _describe(plan: Plan, num_roots: int, num_sims: int) -> None:
+    """Fill the plan's frame (the selection row's address is set per search)."""
+    frame = plan.frame
+    for slot, array in zip(range(fr.CHILDREN, fr.ROOT + 1), plan.tree.arrays(), strict=True):
+        fr.put(frame, slot, array)
+    for slot, array in (
+        (fr.INVALID, plan.invalid),
+        (fr.PARAMS, plan.params),
+        (fr.MINMAX, plan.minmax),
+        (fr.RNG, plan.rng),
+        (fr.GUMBEL, plan.gumbel),
+        (fr.TABLE, plan.table),
+        (fr.NUM_CONSIDERED, plan.num_considered),
+    ):
+        fr.put(frame, slot, array)
+    # Without a byte store the kernels see the empty arrays of DeviceEmbeddings: no leaves.
+    store = DeviceEmbeddings if plan.store is None else plan.store
+    store_arrays = (
+        store.store, store.leaf_nbytes, store.leaf_off, store.leaf_ptrs, store.batch_base,
+    )  # fmt: skip
+    for slot, array in zip(range(fr.STORE, fr.BATCH_BASE + 1), store_arrays, strict=True):
+        fr.put(frame, slot, array)
+    frame[fr.SELECTION, 1:4] = (num_sims, 2, num_roots)
