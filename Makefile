@@ -15,10 +15,12 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-# Train DQN on CartPole (a few CPU minutes), evaluate it with a video, draw its learning curve.
+# Train EfficientZero V2 on CartPole (a few CPU minutes), evaluate it with a video, draw its
+# learning curve.
 demo: setup
 	rm -rf $(DEMO_DIR)
-	$(VENV)/bin/frugal train dqn --env gym/CartPole-v1 --run-dir $(DEMO_DIR)
+	$(VENV)/bin/frugal train efficientzero --env gym/CartPole-v1 --steps 5000 --run-dir $(DEMO_DIR) \
+		run.eval_every=1000
 	$(VENV)/bin/frugal eval $(DEMO_DIR) --episodes 10 --video
 	$(VENV)/bin/frugal compare $(DEMO_DIR) --out $(DEMO_DIR)/report
 	@echo "run: $(DEMO_DIR)  video: $(DEMO_DIR)/videos/  curve: $(DEMO_DIR)/report/  tensorboard --logdir $(DEMO_DIR)"
