@@ -160,14 +160,16 @@ PRESETS = {
     ),
     "cartpole": Preset(
         doc="Classic control, discrete actions, on a CPU budget: size tiny (64 units), 8x8 "
-        "latents, train ratio 128 (the paper's bsuite note for cartpole; one 16x64 update every "
-        "8 env steps), model lr 3e-4, actor and critic lr 1e-4.",
+        "latents, the paper's proprioceptive train ratio 512 (one 16x64 update every 2 env "
+        "steps), imagination from 256 random posterior states, model lr 3e-4, actor and critic "
+        "lr 1e-4.",
         run=dict(steps=50_000, eval_every=5_000, eval_episodes=10, checkpoint_every=10_000),
         agent=dict(
             size="tiny",
             stoch=8,
             classes=8,
-            train_ratio=128.0,
+            train_ratio=512.0,
+            imag_starts=256,
             learning_starts=1_024,
             replay_size=100_000,
             model_lr=3e-4,
