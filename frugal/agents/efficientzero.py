@@ -490,12 +490,10 @@ class Agent:
                 self.net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                 weight_decay=cfg.weight_decay,
             )  # fmt: skip
-        elif cfg.optimizer == "adam":
+        else:  # adam (validated above)
             self.optimizer = torch.optim.AdamW(
                 self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
             )
-        else:  # validated above
-            raise AssertionError(cfg.optimizer)
         self.amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
         k = cfg.num_sampled_actions

@@ -263,10 +263,6 @@ class ActorCritic(nn.Module):
             self.critic: nn.Module = nn.Linear(n, 1)
             actor_last, critic_last = self.actor, self.critic
         else:
-            if cfg.torso not in ("auto", "mlp"):
-                raise FrugalError(
-                    f"agent.torso={cfg.torso} needs pixel observations; use auto or mlp"
-                )
             size = math.prod(spec.obs_shape)
             self.shared = None
             self.actor = nn.Sequential(
@@ -403,6 +399,8 @@ def _check(cfg: Config, spec: EnvSpec, num_envs: int) -> None:
         raise FrugalError(f"agent.torso must be one of {', '.join(torsos)}, got '{cfg.torso}'")
     if spec.pixels and cfg.torso == "mlp":
         raise FrugalError("agent.torso=mlp needs vector observations; use auto, nature or minatar")
+    if not spec.pixels and cfg.torso not in ("auto", "mlp"):
+        raise FrugalError(f"agent.torso={cfg.torso} needs pixel observations; use auto or mlp")
     if cfg.norm_obs and spec.pixels:
         raise FrugalError("agent.norm_obs is for vector observations (pixels are scaled by 1/255)")
     if cfg.num_steps < 1:

@@ -17,7 +17,8 @@ class PixelInput(nn.Module):
         self.scale = 1.0 / high
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.float().mul_(self.scale)  # in place: the float copy is ours
+        # always a fresh float copy (uint8 frames need one anyway), scaled in place
+        return x.to(torch.float32, copy=True).mul_(self.scale)
 
 
 def nature_cnn(in_channels: int, size: int) -> tuple[nn.Module, int]:
