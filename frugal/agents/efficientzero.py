@@ -488,11 +488,11 @@ class Agent:
         if cfg.optimizer == "sgd":
             self.optimizer = torch.optim.SGD(
                 self.net.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                weight_decay=cfg.weight_decay,
+                weight_decay=cfg.weight_decay, foreach=True,
             )  # fmt: skip
         else:  # adam (validated above)
             self.optimizer = torch.optim.AdamW(
-                self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+                self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True
             )
         self.amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
