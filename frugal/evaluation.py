@@ -46,6 +46,16 @@ class _VideoWriter:
             self._tmp.unlink(missing_ok=True)
 
 
+def beside(frame: np.ndarray, panel: np.ndarray) -> np.ndarray:
+    """The rendered frame [H, W, 3] with `panel` [h, w, 3] to its right, the panel scaled up by
+    a whole factor to about the frame's height; the shorter of the two is padded below."""
+    k = max(1, frame.shape[0] // panel.shape[0])
+    panel = panel.repeat(k, 0).repeat(k, 1)
+    height = max(frame.shape[0], panel.shape[0])
+    pad = [np.pad(x, ((0, height - x.shape[0]), (0, 0), (0, 0))) for x in (frame, panel)]
+    return np.concatenate(pad, axis=1)
+
+
 def evaluate(
     agent: Any,
     env_config: EnvConfig,
@@ -58,7 +68,9 @@ def evaluate(
 
     Episodes are split evenly over the envs up front (an env stops counting once it has played
     its share), so short episodes are not over-represented. With `video`, a single env plays the
-    episodes one after another and the best one is written there as MP4."""
+    episodes one after another and the best one is written there as MP4, with the agent's own
+    panel beside each frame where it has one (`agent.video_panels()`, e.g. DreamerV3's open-loop
+    predictions)."""
     num_envs = 1 if video else max(1, min(num_envs, episodes))
     env = make_env(
         dataclasses.replace(env_config, num_envs=num_envs, vectorization="sync"),
@@ -70,6 +82,8 @@ def evaluate(
     quota[: episodes % num_envs] += 1
     rng = np.random.default_rng(seed)
     writer = _VideoWriter(Path(video)) if video else None
+    panels = getattr(agent, "video_panels", None)
+    panels = panels() if writer and panels else None
     returns: list[float] = []
     lengths: list[int] = []
     try:
@@ -79,10 +93,13 @@ def evaluate(
         ep_return = np.zeros(num_envs)
         ep_length = np.zeros(num_envs, dtype=np.int64)
         done_count = np.zeros(num_envs, dtype=np.int64)
-        if writer:
-            writer.frame(env.render()[0])
         while (done_count < quota).any():
             actions, state = agent.act(obs, state, first, explore=False, rng=rng)
+            if writer:
+                frame = env.render()[0]
+                if panels:
+                    frame = beside(frame, panels.panel(obs[0], state, bool(first[0])))
+                writer.frame(frame)
             result = env.step(actions)
             ep_return += result.reward
             ep_length += 1
@@ -95,8 +112,6 @@ def evaluate(
                         writer.episode_end(float(ep_return[i]))
                 ep_return[i] = 0.0
                 ep_length[i] = 0
-            if writer and done_count[0] < quota[0]:
-                writer.frame(env.render()[0])
             obs, first = result.obs, result.reset
     finally:
         env.close()

@@ -297,6 +297,85 @@ def test_updates_per_env_step_follow_the_train_ratio():
     assert agent.updates_due(99) == 0 and agent.updates_due(150) == 50
 
 
+# ------------------------------------------------------------------------ evaluation video
+
+
+def test_observation_image_draws_the_newest_frame_of_each_kind():
+    from frugal.agents.dreamer_video import observation_image
+    from frugal.envs.minatar_suite import channel_palette
+
+    u8 = np.dtype(np.uint8)
+    rgb = dreamer.EnvSpec((6, 1, 2), u8, True, 2, (3, 1, 2), True, 2, obs_high=255.0)
+    x = np.zeros((6, 1, 2), np.float32)
+    x[3:, 0, 1] = [1.0, 0.5, 0.0]  # newest frame, right pixel
+    x[:3] = 1.0  # the older frame is ignored
+    np.testing.assert_array_equal(observation_image(x, rgb)[0], [[0, 0, 0], [255, 127, 0]])
+    grey = dreamer.EnvSpec((1, 1, 1), u8, True, 1, (1, 1, 1), True, 2, obs_high=255.0)
+    assert observation_image(np.full((1, 1, 1), 0.5, np.float32), grey).tolist() == [[[127] * 3]]
+    grid = dreamer.EnvSpec((4, 1, 1), u8, True, 1, (4, 1, 1), True, 3)
+    x = np.array([1.0, 0.0, 0.0, 0.0], np.float32).reshape(4, 1, 1)
+    np.testing.assert_array_equal(observation_image(x, grid)[0, 0], channel_palette(4)[0])
+
+
+def _grid_agent() -> dreamer.Agent:
+    spec = dreamer.EnvSpec((4, 10, 10), np.dtype(np.uint8), True, 1, (4, 10, 10), True, 3)
+    cfg = dreamer.Config(size="tiny", stoch=4, classes=4, video_open_loop=3)
+    return dreamer.Agent(cfg, spec, 1, torch.device("cpu"), seed=0)
+
+
+def test_open_loop_video_resyncs_to_the_posterior_and_otherwise_dreams():
+    from frugal.agents.dreamer_video import observation_image
+
+    agent = _grid_agent()
+    video = agent.video_panels()
+    rng, state = np.random.default_rng(0), None
+
+    def model_image(stoch, deter):
+        with torch.no_grad():
+            return observation_image(agent.wm.decoder(torch.cat([deter, stoch], -1))[0].numpy(),
+                                     agent.spec)  # fmt: skip
+
+    synced = []
+    for t in range(7):
+        obs = rng.integers(0, 2, (1, 4, 10, 10)).astype(np.uint8)
+        first = np.array([t in (0, 5)])  # a new game at step 5
+        last_action = None if state is None else state["action"]
+        _, state = agent.act(obs, state, first, explore=False, rng=rng)
+        dream = (video.stoch, video.deter)
+        noise = torch.Generator().set_state(video.gen.get_state())
+        panel = video.panel(obs[0], state, bool(first[0]))
+        assert panel.shape == (10, 30, 3) and panel.dtype == np.uint8
+        np.testing.assert_array_equal(panel[:, :10], observation_image(obs[0] / 1.0, agent.spec))
+        synced.append(video.since_sync == 1)
+        if synced[-1]:  # the decoded posterior
+            expected = model_image(state["stoch"], state["deter"])
+        else:  # the prior alone, one step on from the last image with the action really taken
+            u = torch.rand((1, agent.cfg.stoch), generator=noise)
+            with torch.no_grad():
+                expected = model_image(*agent.wm.rssm.img_step(*dream, last_action, u))
+        np.testing.assert_array_equal(panel[:, 10:20], expected)
+    # horizon 3: synced at 0 and 3, and again at the game start at 5
+    assert synced == [True, False, False, True, False, True, False]
+
+
+def test_evaluation_video_shows_the_panel_beside_the_frame(tmp_path):
+    import imageio.v2 as imageio
+
+    from frugal.config import EnvConfig
+    from frugal.evaluation import evaluate
+
+    agent = _grid_agent()
+    path = tmp_path / "eval.mp4"
+    evaluate(agent, EnvConfig(id="minatar/breakout"), episodes=1, num_envs=1, seed=0, video=path)
+    frame = imageio.get_reader(path).get_data(0)
+    assert frame.shape == (160, 160 + 3 * 160, 3)  # MinAtar renders 160x160; panels 10 -> 160
+    # vector observations have no picture to predict
+    spec = dreamer.EnvSpec((4,), np.dtype(np.float32), False, 1, (4,), True, 2)
+    cartpole = dreamer.Agent(dreamer.Config(size="tiny", stoch=4, classes=4), spec, 1,
+                             torch.device("cpu"), seed=0)  # fmt: skip
+    assert cartpole.video_panels() is None
+
+
 # --------------------------------------------------------------------------------- learning
 
 

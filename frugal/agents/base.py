@@ -48,7 +48,10 @@ ActState = dict[str, torch.Tensor] | None
 
 class Agent(Protocol):
     """What the runner calls. `state_dict()` returns nested dicts whose leaves are tensors, numpy
-    arrays or JSON values (no pickled objects); `load_state_dict` restores it exactly."""
+    arrays or JSON values (no pickled objects); `load_state_dict` restores it exactly.
+
+    Optional: `video_panels()` returns None or an object whose `panel(obs, state, first)` draws
+    an image [h, w, 3] that evaluation videos show beside each frame."""
 
     Config: ClassVar[type]
     PRESETS: ClassVar[dict[str, Preset]]

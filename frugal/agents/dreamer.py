@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from frugal.agents.base import ActState, Transition, ratio_updates_due
+from frugal.agents.dreamer_video import OpenLoopVideo
 from frugal.config import Preset
 from frugal.envs.base import EnvSpec
 from frugal.envs.gym_suite import has_box_actions
@@ -102,6 +103,7 @@ class Config:
     eval_sample: bool = True  # evaluation samples the actor (as the paper) instead of its mode
     encoder: str = "auto"  # auto | cnn (64x64-style pixels) | grid (MinAtar-size pixels) | mlp
     compile: bool = False  # torch.compile the recurrent steps
+    video_open_loop: int = 50  # pixel envs: videos show open-loop predictions re-synced this often
 
 
 # hyperparameters a resumed run may change (the rest shape the networks or the replay)
@@ -122,6 +124,7 @@ MUTABLE = frozenset(
         "rep_scale",
         "free_nats",
         "imag_starts",
+        "video_open_loop",
     }
 )
 
@@ -663,6 +666,12 @@ class Agent:
         if not self.spec.discrete:
             action = action.clamp(-1.0, 1.0)
         return self._to_env(action), {"deter": deter, "stoch": stoch, "action": action}
+
+    def video_panels(self) -> OpenLoopVideo | None:
+        """Evaluation videos of pixel envs show the world model's open-loop predictions."""
+        if not self.spec.pixels or self.cfg.video_open_loop <= 0:
+            return None
+        return OpenLoopVideo(self, self.cfg.video_open_loop)
 
     def observe(self, t: Transition) -> None:
         if self.spec.discrete:

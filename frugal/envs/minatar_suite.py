@@ -17,6 +17,12 @@ GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
 RENDER_SCALE = 16
 
 
+def channel_palette(channels: int) -> np.ndarray:
+    """One colour per observation channel, evenly spaced hues: uint8 [channels, 3]."""
+    hues = [colorsys.hsv_to_rgb(i / channels, 0.8, 1.0) for i in range(channels)]
+    return (np.array(hues) * 255).astype(np.uint8)
+
+
 class MinAtarVecEnv(VecEnv):
     capturable = True
 
@@ -37,8 +43,7 @@ class MinAtarVecEnv(VecEnv):
         channels = self._envs[0].state_shape()[2]
         shape = (channels, 10, 10)
         self.spec = EnvSpec(shape, np.dtype(np.uint8), True, 1, shape, True, len(self._actions))
-        hues = [colorsys.hsv_to_rgb(i / channels, 0.8, 1.0) for i in range(channels)]
-        self._palette = (np.array(hues) * 255).astype(np.uint8)
+        self._palette = channel_palette(channels)
 
     def _observe(self, i: int) -> np.ndarray:
         return self._envs[i].state().transpose(2, 0, 1).astype(np.uint8)
