@@ -3,6 +3,7 @@
     python benchmarks/ppo_vs_sb3.py                       # both parts, 3 repetitions
     python benchmarks/ppo_vs_sb3.py --part atari --reps 5 --rollouts 4
     python benchmarks/ppo_vs_sb3.py --part cartpole --reps 3
+    python benchmarks/ppo_vs_sb3.py --part ceiling       # the CNN's own floor for one update
 
 CartPole-v1 (the `cartpole` preset, SB3 given the same hyperparameters and network): env steps
 and training wall time (evaluation excluded) until the first evaluation with a mean return of
@@ -15,6 +16,10 @@ of 1,024 env steps, the first rollout of each run left out as warm-up. SB3 runs 
 Atari wrappers (`make_atari_env`, the same protocol: no sticky actions, 30 no-ops, frame skip 4
 with max-pool, life loss as episode end, FIRE reset, rewards clipped, 84x84 gray, 4-stack) on
 DummyVecEnv and SubprocVecEnv; frugal on ale-py's C++ vector env.
+
+Ceiling: the forward and backward passes of frugal's Atari network alone on one minibatch of 256
+frames (NHWC, fp32, best of 10), times the 16 minibatches of an update: no implementation's
+update can take less on this core. A 2048x2048 fp32 matmul gives the core's dense rate.
 
 The machine is shared and noisy: the implementations alternate within each repetition (the order
 rotating) and medians are reported. Torch uses one thread in both (torch.set_num_threads(1)).
@@ -297,6 +302,45 @@ def atari_sb3(seed: int, rollouts: int, subproc: bool) -> tuple[list[float], lis
     return rates, update_s
 
 
+def ceiling() -> None:
+    from frugal.agents import ppo
+    from frugal.envs import make_env
+
+    def best_of(fn, reps):
+        fn()
+        times = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    matmul = 2 * 2048**3 / best_of(lambda: a @ b, 5) / 1e9
+    config = build_config("ppo", "atari/Breakout")
+    env = make_env(config.env, 1)
+    spec = env.spec
+    env.close()
+    agent = ppo.Agent(config.agent, spec, 8, torch.device("cpu"), seed=0)
+    frames = torch.randint(0, 256, (256, *spec.obs_shape), dtype=torch.uint8)
+    x = agent._layout(agent._prepare(frames.numpy()))
+
+    def step():
+        logits, value = agent.net(x)
+        (logits.sum() + value.sum()).backward()
+
+    pass_s = best_of(step, 10)
+    cfg = config.agent
+    passes = cfg.update_epochs * cfg.num_minibatches
+    per_update = pass_s * passes
+    print(
+        f"CEILING: fp32 2048 matmul {matmul:.1f} GFLOP/s; network forward+backward on 256 frames "
+        f"{pass_s * 1000:.0f} ms, x {passes} minibatches = "
+        f"{per_update:.2f} s per update (one rollout of {ROLLOUT} env steps)",
+        flush=True,
+    )
+
+
 # ----------------------------------------------------------------------------------------- main
 
 
@@ -307,13 +351,16 @@ def median(values):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["all", "cartpole", "atari"], default="all")
+    parser.add_argument("--part", choices=["all", "cartpole", "atari", "ceiling"], default="all")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--rollouts", type=int, default=4, help="Breakout rollouts per run")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(describe())
     print(f"torch threads 1; load average at start {os.getloadavg()}", flush=True)
+    if args.part == "ceiling":
+        ceiling()
+        return
 
     if args.part in ("all", "cartpole"):
         results: dict[str, list[dict]] = {"frugal": [], "sb3": []}
