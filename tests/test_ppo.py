@@ -329,9 +329,8 @@ def test_state_round_trip_mid_rollout_continues_identically(tmp_path):
         assert torch.equal(pa, pb), name
 
 
-def test_pixel_agent_channels_last_matches_default_layout():
-    """The NHWC option changes the memory layout only: the same seed gives the same actions and
-    (to float tolerance) the same update."""
+def _pixel_update(**overrides) -> tuple[dict[str, float], torch.Tensor]:
+    """Metrics and parameters after one update on a fixed 4-step pixel rollout (seed 1)."""
     torch.set_num_threads(1)
     spec = EnvSpec(
         obs_shape=(4, 10, 10),
@@ -343,23 +342,37 @@ def test_pixel_agent_channels_last_matches_default_layout():
         num_actions=3,
         obs_high=255.0,
     )
-    metrics, params = [], []
-    for nhwc in (False, True):
-        cfg = ppo.Config(num_steps=4, num_minibatches=2, update_epochs=2, channels_last=nhwc)
-        agent = ppo.Agent(cfg, spec, 2, torch.device("cpu"), seed=1)
-        rng, data = np.random.default_rng(0), np.random.default_rng(1)
-        obs = data.integers(0, 256, (2, 4, 10, 10), dtype=np.uint8)
-        for _ in range(4):
-            action, _ = agent.act(obs, None, np.zeros(2, bool), explore=True, rng=rng)
-            nxt = data.integers(0, 256, (2, 4, 10, 10), dtype=np.uint8)
-            no = np.zeros(2, bool)
-            agent.observe(Transition(obs, action, np.ones(2, np.float32), no, no, no, nxt, nxt))
-            obs = nxt
-        metrics.append(agent.update())
-        params.append(torch.cat([p.detach().flatten() for p in agent.net.parameters()]))
-    for key in metrics[0]:
-        assert metrics[0][key] == pytest.approx(metrics[1][key], rel=1e-4, abs=1e-6), key
-    torch.testing.assert_close(params[0], params[1], rtol=1e-4, atol=1e-6)
+    cfg = ppo.Config(num_steps=4, num_minibatches=2, update_epochs=2, **overrides)
+    agent = ppo.Agent(cfg, spec, 2, torch.device("cpu"), seed=1)
+    rng, data = np.random.default_rng(0), np.random.default_rng(1)
+    obs = data.integers(0, 256, (2, 4, 10, 10), dtype=np.uint8)
+    for _ in range(4):
+        action, _ = agent.act(obs, None, np.zeros(2, bool), explore=True, rng=rng)
+        nxt = data.integers(0, 256, (2, 4, 10, 10), dtype=np.uint8)
+        no = np.zeros(2, bool)
+        agent.observe(Transition(obs, action, np.ones(2, np.float32), no, no, no, nxt, nxt))
+        obs = nxt
+    metrics = agent.update()
+    return metrics, torch.cat([p.detach().flatten() for p in agent.net.parameters()])
+
+
+def test_pixel_agent_channels_last_matches_default_layout():
+    """The NHWC option changes the memory layout only: the same seed gives the same actions and
+    (to float tolerance) the same update."""
+    (m0, p0), (m1, p1) = _pixel_update(), _pixel_update(channels_last=True)
+    for key in m0:
+        assert m0[key] == pytest.approx(m1[key], rel=1e-4, abs=1e-6), key
+    torch.testing.assert_close(p0, p1, rtol=1e-4, atol=1e-6)
+
+
+def test_bf16_update_runs_the_network_in_bf16_and_stays_close_to_fp32():
+    (m0, p0), (m1, p1) = _pixel_update(), _pixel_update(precision="bf16", channels_last=True)
+    assert not torch.equal(p0, p1)  # autocast did run
+    for key in ("pg_loss", "v_loss", "entropy"):
+        k = f"train/{key}"
+        assert m1[k] == pytest.approx(m0[k], rel=0.05, abs=1e-3), key
+    with pytest.raises(FrugalError, match="agent.precision"):
+        _pixel_update(precision="fp16")
 
 
 def test_resumed_run_may_change_hyperparameters():

@@ -64,6 +64,7 @@ class Config:
     features: int = 512  # ReLU layer after a pixel torso, shared by both heads; 0 = none
     init_log_std: float = 0.0  # Gaussian policies: initial log standard deviation
     channels_last: bool = False  # NHWC memory format for the pixel torso (a CPU speed lever)
+    precision: str = "fp32"  # fp32 | bf16 (autocast for the network passes of an update)
 
 
 # hyperparameters a resumed run may change (the rest shape the networks, rollout or normalisers)
@@ -81,6 +82,7 @@ MUTABLE = frozenset(
         "update_epochs",
         "num_minibatches",
         "norm_adv",
+        "precision",
     }
 )
 
@@ -412,6 +414,8 @@ def _check(cfg: Config, spec: EnvSpec, num_envs: int) -> None:
         )
     if cfg.update_epochs < 1:
         raise FrugalError(f"agent.update_epochs must be at least 1, got {cfg.update_epochs}")
+    if cfg.precision not in ("fp32", "bf16"):
+        raise FrugalError(f"agent.precision must be fp32 or bf16, got '{cfg.precision}'")
 
 
 class Agent:
@@ -621,11 +625,14 @@ class Agent:
         stats: dict[str, list[torch.Tensor]] = {
             k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clip_frac")
         }
+        bf16 = cfg.precision == "bf16"
         for _ in range(cfg.update_epochs):
             order = self.rng.permutation(size)
             for idx_np in np.array_split(order, cfg.num_minibatches):
                 idx = torch.as_tensor(idx_np, device=self.device)
-                out, values = self.net(self._layout(obs[idx]))
+                with torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
+                    out, values = self.net(self._layout(obs[idx]))
+                out, values = out.float(), values.float()
                 logp, entropy = self.net.log_prob_entropy(out, actions[idx])
                 adv = advantages[idx]
                 if cfg.norm_adv and len(adv) > 1:
