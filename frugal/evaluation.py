@@ -82,8 +82,8 @@ def evaluate(
     quota[: episodes % num_envs] += 1
     rng = np.random.default_rng(seed)
     writer = _VideoWriter(Path(video)) if video else None
-    panels = getattr(agent, "video_panels", None)
-    panels = panels() if writer and panels else None
+    make_panels = getattr(agent, "video_panels", None)
+    panels = make_panels() if writer and make_panels else None
     returns: list[float] = []
     lengths: list[int] = []
     try:
