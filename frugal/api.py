@@ -173,8 +173,9 @@ def resume(
         )
     record: dict[str, Any] = {}
     for section in MUTABLE_SECTIONS:
-        apply(getattr(config, section), section, changes[section])
-        record.update({f"{section}.{k}": v for k, v in changes[section].items()})
+        target = getattr(config, section)
+        apply(target, section, changes[section])
+        record.update({f"{section}.{k}": getattr(target, k) for k in changes[section]})
     if steps is not None:
         config.run.steps = steps
         record["run.steps"] = steps

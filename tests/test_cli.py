@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -86,6 +87,15 @@ def test_resume_refuses_bad_overrides_and_keeps_the_checkpoint(finished_run, cap
         ["train", "dqn", "--env", "gym/CartPole-v1", "--run-dir", str(finished_run)], capsys
     )
     assert _checkpoint_digest(finished_run) == before
+
+
+def test_resume_records_changed_hyperparameters_as_typed_values(finished_run, tmp_path):
+    run_dir = tmp_path / "copy"
+    shutil.copytree(finished_run, run_dir)
+    frugal.resume(run_dir, steps=160, overrides=["agent.lr=5e-4"])
+    reloaded = frugal.api.load_config(run_dir)
+    assert reloaded.agent.lr == 5e-4
+    assert reloaded.history[-1] == {"env_step": 128, "set": {"agent.lr": 5e-4, "run.steps": 160}}
 
 
 def test_directory_without_run_or_with_broken_pointer(tmp_path, finished_run, capsys):
