@@ -2,10 +2,13 @@
 evaluation at or above a target, and the wall time to get there.
 
     python benchmarks/learning.py dqn gym/CartPole-v1 --steps 50000 --seeds 0 1 2 --target 475
-    python benchmarks/learning.py dqn minatar/breakout --steps 100000 --seeds 0 1 2 --out runs/bench
+    python benchmarks/learning.py dqn minatar/breakout --steps 100000 --seeds 0 1 2 \
+        --final-episodes 100
 
 Runs go to --out (default runs/bench/<algo>-<env>); `frugal compare` on that folder draws them.
-Extra key=value settings are passed to every run.
+Extra key=value settings are passed to every run. --final-episodes N evaluates each run's last
+checkpoint on N episodes (the in-run evaluations use the preset's few) and reports the mean
+over seeds with the lowest and highest seed.
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ def main() -> None:
     parser.add_argument("--preset")
     parser.add_argument("--target", type=float)
     parser.add_argument("--out", default="runs/bench")
+    parser.add_argument("--final-episodes", type=int)
     args, overrides = parser.parse_known_args()
     name = f"{args.algo}-{args.env.replace('/', '-')}"
     print(describe())
+    finals = []
     for seed in args.seeds:
         run_dir = Path(args.out) / name / f"seed{seed}"
         if (run_dir / "config.yaml").exists():
@@ -57,6 +62,20 @@ def main() -> None:
             else:
                 print(f"  did not reach {args.target} within {args.steps:,} env steps")
         print(f"  total wall {evals[-1]['wall_s']:.0f} s", flush=True)
+        if args.final_episodes:
+            final = run.evaluate(episodes=args.final_episodes)
+            finals.append(final["eval/return_mean"])
+            print(
+                f"  final evaluation at {final['env_step']:,} env steps: "
+                f"{final['eval/return_mean']:.2f} over {args.final_episodes} episodes",
+                flush=True,
+            )
+    if finals:
+        mean = sum(finals) / len(finals)
+        print(
+            f"{name} final evaluation, mean over {len(finals)} seeds: {mean:.2f} "
+            f"[{min(finals):.2f}, {max(finals):.2f}]"
+        )
 
 
 if __name__ == "__main__":
