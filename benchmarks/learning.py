@@ -1,4 +1,4 @@
-"""Learning benchmark: train seeds of one algorithm on one env and report the curve, the first
+r"""Learning benchmark: train seeds of one algorithm on one env and report the curve, the first
 evaluation at or above a target, and the wall time to get there.
 
     python benchmarks/learning.py dqn gym/CartPole-v1 --steps 50000 --seeds 0 1 2 --target 475
