@@ -8,7 +8,7 @@ evaluation at or above a target, and the wall time to get there.
 Runs go to --out (default runs/bench/<algo>-<env>); `frugal compare` on that folder draws them.
 Extra key=value settings are passed to every run. --final-episodes N evaluates each run's last
 checkpoint on N episodes (the in-run evaluations use the preset's few) and reports the mean
-over seeds with the lowest and highest seed.
+over seeds with its 95% seed-bootstrap interval, as `frugal compare` does.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from machine import describe
 
 import frugal
+from frugal.report.stats import bootstrap_ci
 
 
 def main() -> None:
@@ -71,10 +72,10 @@ def main() -> None:
                 flush=True,
             )
     if finals:
-        mean = sum(finals) / len(finals)
+        low, high = bootstrap_ci(finals)
         print(
-            f"{name} final evaluation, mean over {len(finals)} seeds: {mean:.2f} "
-            f"[{min(finals):.2f}, {max(finals):.2f}]"
+            f"{name} final evaluation, mean over {len(finals)} seeds: "
+            f"{sum(finals) / len(finals):.2f} [{low:.2f}, {high:.2f}]"
         )
 
 
