@@ -140,8 +140,8 @@ def train(
             f"{path} already holds a run; continue it with 'frugal resume {path}' "
             "or pick a new --run-dir"
         )
-    path.mkdir(parents=True, exist_ok=True)
     runner = Runner(config, path)  # builds env and agent first: a bad setting leaves no run behind
+    path.mkdir(parents=True, exist_ok=True)
     save_config(config, path)
     runner.run()
     return Run(path)

@@ -70,8 +70,10 @@ def _checkpoint_digest(run_dir: Path) -> str:
         (["frobnicate"], "invalid choice"),
     ],
 )
-def test_bad_input_is_one_line_with_exit_2(argv, expected, capsys):
+def test_bad_input_is_one_line_with_exit_2(argv, expected, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     assert expected in _fail(argv, capsys)
+    assert list(tmp_path.iterdir()) == []  # no empty run directory left behind
 
 
 def test_resume_refuses_bad_overrides_and_keeps_the_checkpoint(finished_run, capsys):
