@@ -18,8 +18,9 @@ import torch
 
 from frugal.config import Preset
 from frugal.envs.base import EnvSpec
+from frugal.envs.gym_suite import has_box_actions
 
-__all__ = ["ActState", "Agent", "EnvSpec", "Transition", "ratio_updates_due"]
+__all__ = ["ActState", "Agent", "EnvSpec", "Transition", "preset_by_suite", "ratio_updates_due"]
 
 
 @dataclass
@@ -102,3 +103,12 @@ def ratio_updates_due(env_step: int, replay_ratio: float, learning_starts: int) 
     if env_step < learning_starts:
         return 0
     return int((env_step - learning_starts) * Fraction(replay_ratio).limit_denominator(10_000))
+
+
+def preset_by_suite(env_id: str, atari: str) -> str:
+    """The preset an agent uses when none is named: by suite, then by action space."""
+    if env_id.startswith("atari/"):
+        return atari
+    if env_id.startswith("minatar/"):
+        return "minatar"
+    return "pendulum" if has_box_actions(env_id) else "cartpole"

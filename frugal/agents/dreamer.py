@@ -27,11 +27,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from frugal.agents.base import ActState, Transition, ratio_updates_due
+from frugal.agents.base import ActState, Transition, preset_by_suite, ratio_updates_due
 from frugal.agents.dreamer_video import OpenLoopVideo
 from frugal.config import Preset
 from frugal.envs.base import EnvSpec
-from frugal.envs.gym_suite import has_box_actions
 from frugal.nets.distributions import (
     bounded_normal,
     categorical_entropy,
@@ -202,13 +201,7 @@ PRESETS = {
 
 
 def default_preset(env_id: str) -> str:
-    if env_id.startswith("atari/"):
-        return "atari100k"
-    if env_id.startswith("minatar/"):
-        return "minatar"
-    if has_box_actions(env_id):
-        return "pendulum"
-    return "cartpole"
+    return preset_by_suite(env_id, atari="atari100k")
 
 
 # ------------------------------------------------------------------------------------ networks

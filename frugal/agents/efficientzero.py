@@ -46,9 +46,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from frugal.agents.base import ActState, EnvSpec, Transition, ratio_updates_due
+from frugal.agents.base import ActState, EnvSpec, Transition, preset_by_suite, ratio_updates_due
 from frugal.config import Preset
-from frugal.envs.gym_suite import has_box_actions
 from frugal.errors import FrugalError, unknown
 from frugal.nets.muzero import MuZeroNet, NetConfig, scale_gradient
 from frugal.nets.support import Support
@@ -334,13 +333,7 @@ PRESETS = {
 
 
 def default_preset(env_id: str) -> str:
-    if env_id.startswith("atari/"):
-        return "atari100k"
-    if env_id.startswith("minatar/"):
-        return "minatar"
-    if has_box_actions(env_id):
-        return "pendulum"
-    return "cartpole"
+    return preset_by_suite(env_id, atari="atari100k")
 
 
 # -------------------------------------------------------------------------- pure functions

@@ -22,10 +22,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from frugal.agents.base import ActState, Transition
+from frugal.agents.base import ActState, Transition, preset_by_suite
 from frugal.config import Preset
 from frugal.envs.base import EnvSpec
-from frugal.envs.gym_suite import has_box_actions
 from frugal.errors import FrugalError
 from frugal.nets.normalize import RunningMeanStd
 from frugal.nets.torsos import PixelInput, make_torso, mlp
@@ -209,11 +208,7 @@ PRESETS = {
 
 
 def default_preset(env_id: str) -> str:
-    if env_id.startswith("atari/"):
-        return "atari"
-    if env_id.startswith("minatar/"):
-        return "minatar"
-    return "pendulum" if has_box_actions(env_id) else "cartpole"
+    return preset_by_suite(env_id, atari="atari")
 
 
 # ---------------------------------------------------------------------------------- networks
