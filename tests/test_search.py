@@ -101,6 +101,34 @@ def test_gumbel_hand_computed_tree():
     torch.testing.assert_close(out.action_weights, torch.softmax(torch.tensor([[5.2, 0, 2.08]]), 1))
 
 
+def test_gumbel_tree_rescale_hand_computed_tree():
+    """As above but v(root) = -2, so the tree's min-max range reaches below the root's Q.
+
+    Min-max (pUCT's: every Q on the backed-up path and discount * the root's mean value): sim 1
+    sees Q(0) = 1 and 0.5 * (-2 + 1) / 2 = -0.25; sims 2-3 add 0.5, 0 and values inside; sim 4
+    (action 0, then 0 in child 0) sees 1, Q(0) = 1 + 0.5 * 1 / 2 = 1.25 and 0.5 * 0.2. Final
+    range [-0.25, 1.25]: Q = (1.25, 0, 0.5) rescale to (1, 1/6, 1/2), max N = 2 -> sigma =
+    5.2 * that. mctx's node rescale gives (1, 0, 0.4) instead.
+    """
+    root = Root(torch.zeros(1, 3), torch.tensor([-2.0]), torch.zeros(1))
+    outs = {
+        rescale: search(
+            root, action_reward_model([1.0, 0.0, 0.5], 3), 4, method="gumbel", discount=0.5,
+            gumbel_noise=torch.tensor([[0.3, 0.1, 0.2]]), rescale=rescale,
+        )  # fmt: skip
+        for rescale in ("tree", "node")
+    }
+    for out in outs.values():
+        assert out.visit_counts.tolist() == [[2, 1, 1]]
+        assert out.action.tolist() == [0]
+        torch.testing.assert_close(out.root_value, torch.tensor([0.2]))
+        torch.testing.assert_close(out.qvalues, torch.tensor([[1.25, 0.0, 0.5]]))
+    tree_sigma = 5.2 * torch.tensor([[1.0, 1 / 6, 0.5]])
+    torch.testing.assert_close(outs["tree"].action_weights, torch.softmax(tree_sigma, 1))
+    node_sigma = torch.tensor([[5.2, 0.0, 2.08]])
+    torch.testing.assert_close(outs["node"].action_weights, torch.softmax(node_sigma, 1))
+
+
 def test_root_value_counts_the_network_value_as_first_visit():
     """One simulation: root value = (v_root + r + discount * v_child) / 2."""
     root = Root(torch.zeros(1, 2), torch.tensor([3.0]), torch.zeros(1))
@@ -381,6 +409,8 @@ def test_errors():
     root = model.root(states(12, 2))
     with pytest.raises(ValueError, match="method"):
         search(root, model.recurrent_fn, 4, method="ucb")
+    with pytest.raises(ValueError, match="rescale"):
+        search(root, model.recurrent_fn, 4, rescale="global")
     with pytest.raises(ValueError, match="at least one valid"):
         search(root, model.recurrent_fn, 4, invalid_actions=torch.ones(2, 3, dtype=torch.bool))
     with pytest.raises(ValueError, match="invalid_actions"):

@@ -60,6 +60,7 @@ from frugal.replay.segments import (
     td_targets,
 )
 from frugal.search import Root, Step, search
+from frugal.search.mcts import RESCALES
 
 VERSIONS = ("v2", "v1")
 
@@ -90,6 +91,7 @@ class Config:
     max_considered_actions: int = 16  # Gumbel m
     c_visit: float = 50.0
     c_scale: float = 0.1
+    gumbel_rescale: str = "node"  # node (mctx) | tree (EZ V2's released search): see frugal.search
     pb_c_init: float = 1.25
     pb_c_base: float = 19652.0
     dirichlet_alpha: float = 0.3
@@ -142,7 +144,7 @@ MUTABLE = frozenset(
      "reanalyze_ratio", "lr", "grad_clip", "target_update_interval", "temperature_updates",
      "reward_coef", "value_coef", "policy_coef", "consistency_coef", "entropy_coef",
      "mixed_value_start", "mixed_value_threshold", "per_beta_updates", "lr_warmup_updates",
-     "lr_decay_updates", "amp"}
+     "lr_decay_updates", "amp", "gumbel_rescale"}
 )  # fmt: skip
 
 _ATARI_ENV = dict(protocol="atari100k", obs_size=96, grayscale=False, frame_stack=4)
@@ -418,6 +420,8 @@ class Agent:
             raise FrugalError(
                 "EfficientZero V1 (pUCT) needs discrete actions; use agent.version=v2"
             )
+        if cfg.gumbel_rescale not in RESCALES:
+            raise unknown("agent.gumbel_rescale", cfg.gumbel_rescale, RESCALES)
         if cfg.optimizer not in ("sgd", "adam"):
             raise unknown("agent.optimizer", cfg.optimizer, ("sgd", "adam"))
         if cfg.net not in ("auto", "resnet", "conv", "mlp"):
@@ -586,7 +590,8 @@ class Agent:
                 root, self._recurrent_fn(net, generator), cfg.num_simulations, method="gumbel",
                 gumbel_scale=1.0 if explore else 0.0,
                 max_considered_actions=cfg.max_considered_actions,
-                c_visit=cfg.c_visit, c_scale=cfg.c_scale, **common,
+                c_visit=cfg.c_visit, c_scale=cfg.c_scale, rescale=cfg.gumbel_rescale,
+                value_delta_max=cfg.value_delta_max, **common,
             )  # fmt: skip
         return out, emb.get("cand")
 

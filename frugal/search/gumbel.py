@@ -2,8 +2,12 @@
 
 Completed Q at a node: a visited action keeps Q(a) = r + discount * V(child); an unvisited one
 gets the mixed value (v + sum N * sum_visited(pi q) / sum_visited(pi)) / (1 + sum N), pi =
-softmax(prior logits). The completed Q are rescaled to [0, 1] by their min-max over the node's
-(valid) actions and sigma(q) = (c_visit + max_b N(b)) * c_scale * q.
+softmax(prior logits). The completed Q are rescaled to [0, 1], then sigma(q) = (c_visit +
+max_b N(b)) * c_scale * q. Rescaling "node" (mctx) uses the min-max of the node's (valid)
+completed Q; "tree" (EfficientZero V2's released search) the min-max of every Q seen in the root's
+tree so far, its range floored at value_delta_max, as pUCT normalises. With "node" a Q gap of any
+size between the best and worst action becomes the full sigma range; "tree" keeps it in
+proportion to the values the search has seen.
 
 Root: at simulation s only actions whose visit count equals the sequential-halving schedule's
 entry may be chosen; among them the argmax of g + logits + sigma (g: Gumbel noise). Interior:
@@ -20,6 +24,7 @@ from numba import njit
 from frugal.search.frame import (
     GUMBEL,
     INVALID,
+    MINMAX,
     NUM_CONSIDERED,
     PARAMS,
     SELECTION,
@@ -39,6 +44,7 @@ from frugal.search.tree import (
     VISITS,
     Q,
     expand_and_backup,
+    normalize,
 )
 
 NUM_FIELDS = 6  # VISITS, VALUE_SUM, REWARD, Q, PRIOR (= logit), PROB
@@ -47,13 +53,14 @@ RESCALE_EPSILON = 1e-8
 LOW_LOGIT = -1e9  # mctx's floor on g + logits + sigma before masking non-considered actions
 
 # Layout of the float64 `params` array handed to the kernels.
-P_DISCOUNT, P_C_VISIT, P_C_SCALE = range(3)
+P_DISCOUNT, P_C_VISIT, P_C_SCALE, P_TREE_RESCALE, P_VALUE_DELTA_MAX = range(5)
 
 
 @njit(cache=True, inline="always")
-def sigma_completed(b, n, at_root, children, edges, raw_value, invalid, params, sigma):
+def sigma_completed(b, n, at_root, children, edges, raw_value, invalid, minmax, params, sigma):
     """Fill sigma [A] with sigma(rescaled completed Q) of node n of root b (0 on invalid root
-    actions). Returns the sum of the children's visits."""
+    actions); minmax [B, 2]: the trees' min-max statistics ("tree" rescaling). Returns the sum of
+    the children's visits."""
     num_actions = children.shape[2]
     sum_visits = 0.0
     max_visits = 0.0
@@ -82,10 +89,14 @@ def sigma_completed(b, n, at_root, children, edges, raw_value, invalid, params, 
         lo = min(lo, sigma[a])
         hi = max(hi, sigma[a])
     scale = (params[P_C_VISIT] + max_visits) * params[P_C_SCALE]
+    tree_rescale = params[P_TREE_RESCALE] != 0.0
     span = max(hi - lo, RESCALE_EPSILON)
     for a in range(num_actions):
         if at_root and invalid[b, a]:
             sigma[a] = 0.0
+        elif tree_rescale:
+            sigma[a] = scale * normalize(sigma[a], minmax[b, 0], minmax[b, 1],
+                                         params[P_VALUE_DELTA_MAX])  # fmt: skip
         else:
             sigma[a] = scale * ((sigma[a] - lo) / span)
     return sum_visits
@@ -142,10 +153,10 @@ def interior_choice(b, n, children, edges, sigma, sum_visits):
 
 
 @njit(cache=True, inline="always")
-def select_leaf(b, s, children, edges, raw_value, invalid, gumbel, table, num_considered,
-                params, sigma):  # fmt: skip
+def select_leaf(b, s, children, edges, raw_value, invalid, minmax, gumbel, table,
+                num_considered, params, sigma):  # fmt: skip
     """Descend root b for simulation s to an unexpanded edge. Returns (parent node, action)."""
-    sigma_completed(b, 0, True, children, edges, raw_value, invalid, params, sigma)
+    sigma_completed(b, 0, True, children, edges, raw_value, invalid, minmax, params, sigma)
     considered_visit = table[num_considered[b], s]
     a = root_choice(b, considered_visit, children, edges, invalid, gumbel, sigma)
     n = 0
@@ -154,14 +165,14 @@ def select_leaf(b, s, children, edges, raw_value, invalid, gumbel, table, num_co
         if c < 0:
             return n, a
         n = c
-        sum_visits = sigma_completed(b, n, False, children, edges, raw_value, invalid, params,
-                                     sigma)  # fmt: skip
+        sum_visits = sigma_completed(b, n, False, children, edges, raw_value, invalid, minmax,
+                                     params, sigma)  # fmt: skip
         a = interior_choice(b, n, children, edges, sigma, sum_visits)
 
 
 @njit(cache=True)
 def simulate(
-    s, children, edges, raw_value, parent, action, root, invalid, gumbel, table,
+    s, children, edges, raw_value, parent, action, root, invalid, minmax, gumbel, table,
     num_considered, params, r_ptr, r_stride, v_ptr, v_stride, l_ptr, l_stride0, l_stride1,
     sel_flat, sel_action, store, leaf_nbytes, leaf_off, leaf_ptrs, batch_base,
 ):  # fmt: skip
@@ -170,7 +181,7 @@ def simulate(
     num_sims = sel_action.shape[0]
     discount = params[P_DISCOUNT]
     sigma = np.empty(num_actions, dtype=np.float64)
-    no_minmax = np.empty((1, 2), dtype=np.float64)  # Gumbel keeps no min-max statistics
+    track_minmax = params[P_TREE_RESCALE] != 0.0
     store_new_embeddings(store, s, leaf_ptrs, leaf_nbytes, leaf_off)  # s = 0: the roots
     if s > 0:
         node = s
@@ -195,12 +206,12 @@ def simulate(
             expand_and_backup(
                 b, node, sel_flat[s - 1, b] - b * num_nodes, sel_action[s - 1, b],
                 np.float64(rewards[b * r_stride]), np.float64(values[b * v_stride]), discount,
-                children, edges, raw_value, parent, action, root, no_minmax, False,
+                children, edges, raw_value, parent, action, root, minmax, track_minmax,
             )  # fmt: skip
     if s < num_sims:
         for b in range(num_roots):
-            p, a = select_leaf(b, s, children, edges, raw_value, invalid, gumbel, table,
-                               num_considered, params, sigma)  # fmt: skip
+            p, a = select_leaf(b, s, children, edges, raw_value, invalid, minmax, gumbel,
+                               table, num_considered, params, sigma)  # fmt: skip
             sel_flat[s, b] = b * num_nodes + p
             sel_action[s, b] = a
             gather_embedding(store, b, p, s, leaf_nbytes, leaf_off, batch_base)
@@ -214,7 +225,8 @@ def simulate_frame(s, frame, r_ptr, r_stride, v_ptr, v_stride, l_ptr, l_stride0,
     sel = view3(frame, SELECTION, np.int64)  # [S, 2, B]: flat parent index, action
     simulate(
         s, children, edges, raw_value, parent, action, root, view2(frame, INVALID, np.bool_),
-        view2(frame, GUMBEL, np.float64), view2(frame, TABLE, np.int32),
+        view2(frame, MINMAX, np.float64), view2(frame, GUMBEL, np.float64),
+        view2(frame, TABLE, np.int32),
         view1(frame, NUM_CONSIDERED, np.int32), view1(frame, PARAMS, np.float64), r_ptr,
         r_stride, v_ptr, v_stride, l_ptr, l_stride0, l_stride1, sel[:, 0], sel[:, 1], store,
         leaf_nbytes, leaf_off, leaf_ptrs, batch_base,
@@ -227,14 +239,15 @@ def finish_frame(frame, visit_counts, qvalues, weights, root_value, action):
     children, edges, raw_value, _, _, root = tree_views(frame)
     finish(
         children, edges, raw_value, root, view2(frame, INVALID, np.bool_),
-        view2(frame, GUMBEL, np.float64), view1(frame, PARAMS, np.float64), visit_counts,
+        view2(frame, MINMAX, np.float64), view2(frame, GUMBEL, np.float64),
+        view1(frame, PARAMS, np.float64), visit_counts,
         qvalues, weights, root_value, action,
     )  # fmt: skip
 
 
 @njit(cache=True)
-def finish(children, edges, raw_value, root, invalid, gumbel, params, visit_counts, qvalues,
-           weights, root_value, action):  # fmt: skip
+def finish(children, edges, raw_value, root, invalid, minmax, gumbel, params, visit_counts,
+           qvalues, weights, root_value, action):  # fmt: skip
     """Root statistics: visit_counts [B, A], qvalues [B, A], weights [B, A] = softmax(logits +
     sigma) over valid actions, root_value [B], action [B] = the best of the most visited."""
     num_roots, _, num_actions = children.shape
@@ -243,7 +256,7 @@ def finish(children, edges, raw_value, root, invalid, gumbel, params, visit_coun
     unnormalised = np.empty(num_actions, dtype=np.float64)
     for b in range(num_roots):
         root_value[b] = root[b, ROOT_VALUE_SUM] / root[b, ROOT_VISITS]
-        sigma_completed(b, 0, True, children, edges, raw_value, invalid, params, sigma)
+        sigma_completed(b, 0, True, children, edges, raw_value, invalid, minmax, params, sigma)
         most = 0.0
         for a in range(num_actions):
             if children[b, 0, a] >= 0:

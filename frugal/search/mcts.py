@@ -28,6 +28,7 @@ from frugal.search.types import Root, SearchOutput, Step
 RecurrentFn = Callable[[Any, torch.Tensor], tuple[Step, Any]]
 
 METHODS = ("gumbel", "puct")
+RESCALES = ("node", "tree")
 _NO_NOISE = np.zeros((0, 0), dtype=np.float64)
 
 
@@ -45,6 +46,7 @@ def search(
     max_considered_actions: int = 16,
     c_visit: float = 50.0,
     c_scale: float = 0.1,
+    rescale: str = "node",
     pb_c_init: float = 1.25,
     pb_c_base: float = 19652.0,
     dirichlet_alpha: float = 0.3,
@@ -72,9 +74,12 @@ def search(
       gumbel_scale: 0 makes the search deterministic.
       max_considered_actions: m = min(this, number of valid actions) actions enter halving.
       c_visit, c_scale: sigma(q) = (c_visit + max N) * c_scale * q on min-max rescaled Q.
+      rescale: "node" (mctx: min-max of the node's completed Q) or "tree" (EfficientZero V2's
+        released search: min-max of all Q seen in the root's tree, as pUCT normalises).
     pUCT only:
       pb_c_init, pb_c_base: exploration constants.
       dirichlet_alpha, dirichlet_fraction: root prior = (1 - f) P + f Dir(alpha) (valid actions).
+    pUCT and Gumbel "tree":
       value_delta_max: floor of the min-max range used to normalise Q.
 
     Returns SearchOutput (see its docstring); tensors on the device of root.prior_logits.
@@ -86,6 +91,8 @@ def search(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     if method == "gumbel" and max_considered_actions < 1:
         raise ValueError(f"max_considered_actions must be >= 1, got {max_considered_actions}")
+    if rescale not in RESCALES:
+        raise ValueError(f"rescale must be one of {RESCALES}, got {rescale!r}")
     with torch.set_grad_enabled(False), workspace.level():
         out, _ = run(
             root,
@@ -100,6 +107,7 @@ def search(
             max_considered_actions=max_considered_actions,
             c_visit=c_visit,
             c_scale=c_scale,
+            rescale=rescale,
             pb_c_init=pb_c_init,
             pb_c_base=pb_c_base,
             dirichlet_alpha=dirichlet_alpha,
@@ -372,6 +380,7 @@ def run(
     max_considered_actions: int,
     c_visit: float,
     c_scale: float,
+    rescale: str,
     pb_c_init: float,
     pb_c_base: float,
     dirichlet_alpha: float,
@@ -383,7 +392,10 @@ def run(
     S = num_simulations
     gumbel = method == "gumbel"
     if gumbel:
-        constants = (discount, c_visit, c_scale, int(max_considered_actions))
+        tree_rescale = rescale == "tree"
+        constants = (
+            discount, c_visit, c_scale, int(max_considered_actions), tree_rescale, value_delta_max,
+        )  # fmt: skip
     else:
         constants = (discount, pb_c_init, pb_c_base, value_delta_max, generator is not None)
     emb = root.embedding

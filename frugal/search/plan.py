@@ -28,12 +28,12 @@ _NOTHING_I32 = np.zeros((1, 1), dtype=np.int32)  # the (unused) TABLE of pUCT pl
 
 @dataclass
 class Plan:
-    """tree: node arrays; invalid: bool [B, A] root mask; minmax: float64 [B, 2] (pUCT);
-    num_considered: int32 [B] (Gumbel m per root); rng: uint64 [B] per-root generator states
-    (pUCT); gumbel: float64 [B, A] noise g (Gumbel); table: the halving schedule (Gumbel);
-    params: the kernel's float64 parameters; store: the embeddings' byte store when every leaf is
-    on the CPU, else None (the search keeps them on their device); frame: all of the above for the
-    kernels; simulate and finish: the method's frame kernels."""
+    """tree: node arrays; invalid: bool [B, A] root mask; minmax: float64 [B, 2] (pUCT and
+    Gumbel "tree" rescaling); num_considered: int32 [B] (Gumbel m per root); rng: uint64 [B]
+    per-root generator states (pUCT); gumbel: float64 [B, A] noise g (Gumbel); table: the halving
+    schedule (Gumbel); params: the kernel's float64 parameters; store: the embeddings' byte store
+    when every leaf is on the CPU, else None (the search keeps them on their device); frame: all
+    of the above for the kernels; simulate and finish: the method's frame kernels."""
 
     tree: Tree
     invalid: np.ndarray
@@ -58,7 +58,7 @@ def plan_for(method: str, num_roots: int, num_sims: int, num_actions: int, embed
     """The cached Plan for this search, built on first use. on_host: whether the embeddings go
     to the byte store; constants: the method's scalar parameters (pUCT: discount, pb_c_init,
     pb_c_base, value_delta_max, random ties; Gumbel: discount, c_visit, c_scale,
-    max_considered_actions)."""
+    max_considered_actions, tree rescaling, value_delta_max)."""
     key = (method, num_roots, num_sims, num_actions, signature(embedding), on_host, constants)
     plan = workspace.cached(key)
     if plan is None:
@@ -72,8 +72,10 @@ def _build(method, num_roots, num_sims, num_actions, embedding, on_host, constan
     kernels = gumbel_kernels if gumbel else puct_kernels
     tree = Tree.allocate(num_roots, num_sims + 1, num_actions, kernels.NUM_FIELDS)
     if gumbel:
-        discount, c_visit, c_scale, max_considered = constants
-        params = np.array([discount, c_visit, c_scale], dtype=np.float64)
+        discount, c_visit, c_scale, max_considered, tree_rescale, value_delta_max = constants
+        params = np.array(
+            [discount, c_visit, c_scale, float(tree_rescale), value_delta_max], dtype=np.float64
+        )
         table = considered_visits_table(max_considered, num_sims)
     else:
         params = puct_kernels.make_params(num_sims, *constants)

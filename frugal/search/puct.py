@@ -35,7 +35,7 @@ from frugal.search.lowlevel import (
     random_below,
     store_new_embeddings,
 )
-from frugal.search.tree import PRIOR, ROOT_VISITS, VISITS, Q, expand_and_backup
+from frugal.search.tree import PRIOR, ROOT_VISITS, VISITS, Q, expand_and_backup, normalize
 
 TIE_EPSILON = 1e-6
 NUM_FIELDS = 5  # VISITS, VALUE_SUM, REWARD, Q, PRIOR
@@ -51,22 +51,6 @@ def make_params(num_sims, discount, pb_c_init, pb_c_base, value_delta_max, rando
     roots = [math.sqrt(n) for n in range(num_sims + 1)]
     head = [discount, pb_c_init, pb_c_base, value_delta_max, 1.0 if random_ties else 0.0]
     return np.array(head + pb_c + roots, dtype=np.float64)
-
-
-@njit(cache=True, inline="always")
-def normalize(q, lo, hi, value_delta_max):
-    """Min-max normalised q, clamped to [0, 1]; q itself (clamped) while the range is empty."""
-    delta = hi - lo
-    if delta > 0.0:
-        if delta < value_delta_max:
-            q = (q - lo) / value_delta_max
-        else:
-            q = (q - lo) / delta
-    if q < 0.0:
-        return 0.0
-    if q > 1.0:
-        return 1.0
-    return q
 
 
 @njit(cache=True, inline="always")

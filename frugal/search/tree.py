@@ -108,6 +108,22 @@ def expand_and_backup(
 
 
 @njit(cache=True, inline="always")
+def normalize(q, lo, hi, value_delta_max):
+    """Min-max normalised q, clamped to [0, 1]; q itself (clamped) while the range is empty."""
+    delta = hi - lo
+    if delta > 0.0:
+        if delta < value_delta_max:
+            q = (q - lo) / value_delta_max
+        else:
+            q = (q - lo) / delta
+    if q < 0.0:
+        return 0.0
+    if q > 1.0:
+        return 1.0
+    return q
+
+
+@njit(cache=True, inline="always")
 def _see(minmax, b, q):
     if q < minmax[b, 0]:
         minmax[b, 0] = q
