@@ -111,11 +111,10 @@ def test_gumbel_tree_rescale_hand_computed_tree():
     5.2 * that. mctx's node rescale gives (1, 0, 0.4) instead.
     """
     root = Root(torch.zeros(1, 3), torch.tensor([-2.0]), torch.zeros(1))
+    model = action_reward_model([1.0, 0.0, 0.5], 3)
+    noise = torch.tensor([[0.3, 0.1, 0.2]])
     outs = {
-        rescale: search(
-            root, action_reward_model([1.0, 0.0, 0.5], 3), 4, method="gumbel", discount=0.5,
-            gumbel_noise=torch.tensor([[0.3, 0.1, 0.2]]), rescale=rescale,
-        )  # fmt: skip
+        rescale: search(root, model, 4, discount=0.5, gumbel_noise=noise, rescale=rescale)
         for rescale in ("tree", "node")
     }
     for out in outs.values():
