@@ -392,9 +392,9 @@ def run(
     S = num_simulations
     gumbel = method == "gumbel"
     if gumbel:
-        tree_rescale = rescale == "tree"
         constants = (
-            discount, c_visit, c_scale, int(max_considered_actions), tree_rescale, value_delta_max,
+            discount, c_visit, c_scale, int(max_considered_actions), rescale == "tree",
+            value_delta_max,
         )  # fmt: skip
     else:
         constants = (discount, pb_c_init, pb_c_base, value_delta_max, generator is not None)
