@@ -12,8 +12,16 @@ import yaml
 
 from frugal import checkpoint
 from frugal.agents import agent_module
-from frugal.config import Config, EnvConfig, RunConfig, apply, from_dict, parse_overrides
-from frugal.envs import resolve
+from frugal.config import (
+    Config,
+    EnvConfig,
+    RunConfig,
+    apply,
+    from_dict,
+    mutable_keys,
+    parse_overrides,
+)  # fmt: skip
+from frugal.envs import describe, resolve
 from frugal.errors import FrugalError, unknown
 from frugal.metrics import read_metrics
 from frugal.runner import CHECKPOINTS, Runner
@@ -31,7 +39,7 @@ def build_config(
 ) -> Config:
     """Defaults -> preset -> env protocol -> overrides, every key checked."""
     module = agent_module(algo)
-    preset = preset or module.default_preset(env)
+    preset = preset or module.default_preset(describe(env))
     if preset not in module.PRESETS:
         raise unknown(f"preset for {algo}", preset, module.PRESETS)
     chosen = module.PRESETS[preset]
@@ -161,15 +169,15 @@ def resume(
     if isinstance(overrides, dict):
         overrides = [f"{k}={v}" for k, v in overrides.items()]
     changes = parse_overrides(list(overrides or []), config)
-    module = agent_module(config.algo)
+    changeable = mutable_keys(type(config.agent))
     frozen = [f"env.{k}" for k in changes["env"]] + (
         ["run.seed"] if "seed" in changes["run"] else []
     )
-    frozen += [f"agent.{k}" for k in changes["agent"] if k not in module.MUTABLE]
+    frozen += [f"agent.{k}" for k in changes["agent"] if k not in changeable]
     if frozen:
         raise FrugalError(
             f"{', '.join(frozen)} cannot change when resuming (it would change the networks, "
-            f"replay or env); changeable: run.*, agent.{{{','.join(sorted(module.MUTABLE))}}}"
+            f"replay or env); changeable: run.*, agent.{{{','.join(sorted(changeable))}}}"
         )
     record: dict[str, Any] = {}
     for section in MUTABLE_SECTIONS:

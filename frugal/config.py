@@ -57,6 +57,17 @@ class RunConfig:
     progress: bool = True  # console progress display
 
 
+def mutable(default: Any) -> Any:
+    """A config field that may change when a run is resumed: it changes neither the networks,
+    nor the replay, nor the env (learning rates, exploration, loss coefficients)."""
+    return field(default=default, metadata={"mutable": True})
+
+
+def mutable_keys(section: type) -> frozenset[str]:
+    """The fields of a config dataclass declared with `mutable`."""
+    return frozenset(f.name for f in dataclasses.fields(section) if f.metadata.get("mutable"))
+
+
 @dataclass(frozen=True)
 class Preset:
     """Named settings for one algorithm. `doc` says what it is for and how it deviates from the

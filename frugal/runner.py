@@ -16,9 +16,9 @@ import torch
 
 from frugal import checkpoint
 from frugal.agents import agent_module
-from frugal.agents.base import Transition
+from frugal.agents.base import Agent, Transition
 from frugal.config import Config
-from frugal.envs import make_env
+from frugal.envs import EnvSpec, make_env
 from frugal.evaluation import evaluate
 from frugal.metrics import MetricsWriter, Progress
 
@@ -31,7 +31,7 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_agent(config: Config, spec, num_envs: int) -> Any:
+def build_agent(config: Config, spec: EnvSpec, num_envs: int) -> Agent:
     module = agent_module(config.algo)
     return module.Agent(
         config.agent, spec, num_envs, resolve_device(config.run.device), config.run.seed

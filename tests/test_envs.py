@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from frugal.agents import agent_module
+from frugal.api import build_config
 from frugal.config import EnvConfig
-from frugal.envs import make_env, resolve
-from frugal.envs.gym_suite import has_box_actions
+from frugal.envs import describe, make_env, resolve
 from frugal.errors import FrugalError
 
 
@@ -102,11 +102,16 @@ def test_atari_rgb_observations_are_channels_first():
         ("gym/MountainCarContinuous-v0", True),
         ("gym/CartPole-v1", False),
         ("minatar/breakout", False),
-        ("gym/NoSuchEnv-v0", False),
     ],
 )
 def test_box_actions_pick_the_continuous_presets(env_id, box):
-    assert has_box_actions(env_id) is box
+    spec = describe(env_id)
+    assert spec.discrete is not box
     expected = "pendulum" if box else ("minatar" if env_id.startswith("minatar") else "cartpole")
     for algo in ("ppo", "dreamerv3", "efficientzero"):
-        assert agent_module(algo).default_preset(env_id) == expected
+        assert agent_module(algo).default_preset(spec) == expected
+
+
+def test_an_unknown_env_id_is_one_clear_error_before_any_preset_is_picked():
+    with pytest.raises(FrugalError, match="unknown Gymnasium env id 'NoSuchEnv-v0'"):
+        build_config("ppo", "gym/NoSuchEnv-v0")

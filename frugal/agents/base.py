@@ -11,16 +11,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, ClassVar, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from frugal.config import Preset
 from frugal.envs.base import EnvSpec
-from frugal.envs.gym_suite import has_box_actions
 
-__all__ = ["ActState", "Agent", "EnvSpec", "Transition", "preset_by_suite", "ratio_updates_due"]
+__all__ = [
+    "ActState", "Agent", "AgentPackage", "EnvSpec", "Transition", "preset_by_suite",
+    "ratio_updates_due",
+]  # fmt: skip
 
 
 @dataclass
@@ -53,9 +55,6 @@ class Agent(Protocol):
 
     Optional: `video_panels()` returns None or an object whose `panel(obs, state, first)` draws
     an image [h, w, 3] that evaluation videos show beside each frame."""
-
-    Config: ClassVar[type]
-    PRESETS: ClassVar[dict[str, Preset]]
 
     def initial_act_state(self, num_envs: int) -> ActState: ...
 
@@ -96,6 +95,20 @@ class Agent(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
+class AgentPackage(Protocol):
+    """What `frugal.agents.<algo>` exports: its config dataclass, named presets, the preset an
+    env gets when none is named, and the agent class."""
+
+    Config: type
+    PRESETS: dict[str, Preset]
+
+    def default_preset(self, spec: EnvSpec) -> str: ...
+
+    def Agent(  # noqa: N802 - the class, called as a constructor
+        self, cfg: Any, spec: EnvSpec, num_envs: int, device: torch.device, seed: int
+    ) -> Agent: ...
+
+
 def ratio_updates_due(env_step: int, replay_ratio: float, learning_starts: int) -> int:
     """Updates owed after `env_step` env steps: replay_ratio per step once learning starts.
 
@@ -105,10 +118,10 @@ def ratio_updates_due(env_step: int, replay_ratio: float, learning_starts: int) 
     return int((env_step - learning_starts) * Fraction(replay_ratio).limit_denominator(10_000))
 
 
-def preset_by_suite(env_id: str, atari: str) -> str:
+def preset_by_suite(spec: EnvSpec, atari: str) -> str:
     """The preset an agent uses when none is named: by suite, then by action space."""
-    if env_id.startswith("atari/"):
+    if spec.suite == "atari":
         return atari
-    if env_id.startswith("minatar/"):
+    if spec.suite == "minatar":
         return "minatar"
-    return "pendulum" if has_box_actions(env_id) else "cartpole"
+    return "cartpole" if spec.discrete else "pendulum"

@@ -13,9 +13,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from frugal.agents.base import ActState, EnvSpec, Transition, ratio_updates_due
-from frugal.config import Preset
+from frugal.config import Preset, mutable
 from frugal.errors import FrugalError
-from frugal.nets.torsos import make_torso, mlp
+from frugal.nets.layers import mlp
+from frugal.nets.torsos import make_torso
 from frugal.replay.streams import StreamReplay
 
 
@@ -23,26 +24,28 @@ from frugal.replay.streams import StreamReplay
 class Config:
     gamma: float = 0.99
     n_step: int = 3
-    lr: float = 1e-4
+    lr: float = mutable(1e-4)
     adam_eps: float = 1.5e-4
-    batch_size: int = 32
+    batch_size: int = mutable(32)
     buffer_size: int = 100_000  # transitions, summed over envs
-    learning_starts: int = 1_000  # env steps before the first update
-    replay_ratio: float = 0.25  # updates per env step (0.25 = one update every 4 steps)
-    target_update_interval: int = 1_000  # updates between hard target copies (when tau = 1)
-    tau: float = 1.0  # 1 = hard copy every interval; < 1 = Polyak averaging every update
-    eps_start: float = 1.0
-    eps_end: float = 0.01
-    eps_decay_steps: int = 100_000  # env steps of the linear decay
-    eval_eps: float = 0.0
+    learning_starts: int = mutable(1_000)  # env steps before the first update
+    replay_ratio: float = mutable(0.25)  # updates per env step (0.25 = one update every 4 steps)
+    target_update_interval: int = mutable(
+        1_000
+    )  # updates between hard target copies (when tau = 1)
+    tau: float = mutable(1.0)  # 1 = hard copy every interval; < 1 = Polyak averaging every update
+    eps_start: float = mutable(1.0)
+    eps_end: float = mutable(0.01)
+    eps_decay_steps: int = mutable(100_000)  # env steps of the linear decay
+    eval_eps: float = mutable(0.0)
     double: bool = True
     dueling: bool = True
     prioritized: bool = False
     per_alpha: float = 0.6
-    per_beta_start: float = 0.4  # annealed linearly to 1 over eps_decay_steps * 10
+    per_beta_start: float = mutable(0.4)  # annealed linearly to 1 over eps_decay_steps * 10
     per_eps: float = 1e-6
     reward_clip: bool = False  # clip rewards to [-1, 1] in the learner
-    grad_clip: float = 10.0  # max gradient norm
+    grad_clip: float = mutable(10.0)  # max gradient norm
     torso: str = "auto"  # auto | nature | minatar | mlp
     hidden: tuple[int, ...] = (256, 256)  # MLP torso layers
     head_hidden: int = 512  # hidden units of each head stream
@@ -51,22 +54,6 @@ class Config:
 
 
 # hyperparameters a resumed run may change (the rest shape the networks or the replay)
-MUTABLE = frozenset(
-    {
-        "lr",
-        "batch_size",
-        "learning_starts",
-        "replay_ratio",
-        "target_update_interval",
-        "tau",
-        "eps_start",
-        "eps_end",
-        "eps_decay_steps",
-        "eval_eps",
-        "per_beta_start",
-        "grad_clip",
-    }
-)
 
 PRESETS = {
     "cartpole": Preset(
@@ -129,12 +116,8 @@ PRESETS = {
 }
 
 
-def default_preset(env_id: str) -> str:
-    if env_id.startswith("atari/"):
-        return "atari"
-    if env_id.startswith("minatar/"):
-        return "minatar"
-    return "cartpole"
+def default_preset(spec: EnvSpec) -> str:
+    return {"atari": "atari", "minatar": "minatar"}.get(spec.suite, "cartpole")
 
 
 class QNetwork(nn.Module):

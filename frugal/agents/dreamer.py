@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from frugal.agents.base import ActState, Transition, preset_by_suite, ratio_updates_due
 from frugal.agents.dreamer_video import OpenLoopVideo
-from frugal.config import Preset
+from frugal.config import Preset, mutable
 from frugal.envs.base import EnvSpec
 from frugal.nets.distributions import (
     bounded_normal,
@@ -70,62 +70,48 @@ class Config:
     stoch: int = 32  # categorical latents
     classes: int = 32  # classes per latent
     unimix: float = 0.01  # uniform mix of latent and actor categoricals
-    free_nats: float = 1.0  # free bits of the dynamics and representation losses
-    dyn_scale: float = 0.5
-    rep_scale: float = 0.1
+    free_nats: float = mutable(1.0)  # free bits of the dynamics and representation losses
+    dyn_scale: float = mutable(0.5)
+    rep_scale: float = mutable(0.1)
     batch_size: int = 16
     batch_length: int = 64
-    train_ratio: float = 512.0  # replayed steps per env step
-    learning_starts: int = 1_024  # env steps before the first update
+    train_ratio: float = mutable(512.0)  # replayed steps per env step
+    learning_starts: int = mutable(1_024)  # env steps before the first update
     replay_size: int = 1_000_000  # rows (steps) summed over envs
-    model_lr: float = 1e-4
+    model_lr: float = mutable(1e-4)
     model_eps: float = 1e-8
-    model_clip: float = 1_000.0  # global gradient-norm clip
-    actor_lr: float = 3e-5
+    model_clip: float = mutable(1_000.0)  # global gradient-norm clip
+    actor_lr: float = mutable(3e-5)
     actor_eps: float = 1e-5
-    actor_clip: float = 100.0
-    critic_lr: float = 3e-5
+    actor_clip: float = mutable(100.0)
+    critic_lr: float = mutable(3e-5)
     critic_eps: float = 1e-5
-    critic_clip: float = 100.0
+    critic_clip: float = mutable(100.0)
     horizon: float = 333.0  # discount = 1 - 1 / horizon
     imag_horizon: int = 15
-    imag_starts: int = 0  # 0: imagine from every posterior state (paper); else a random subset
+    imag_starts: int = mutable(
+        0
+    )  # 0: imagine from every posterior state (paper); else a random subset
     return_lambda: float = 0.95
-    actor_entropy: float = 3e-4
+    actor_entropy: float = mutable(3e-4)
     slow_critic_fraction: float = 0.02  # EMA mix per update
-    slow_reg: float = 1.0  # weight of the regulariser towards the slow critic
+    slow_reg: float = mutable(1.0)  # weight of the regulariser towards the slow critic
     retnorm_decay: float = 0.99
     retnorm_limit: float = 1.0
     actor_min_std: float = 0.1
     actor_max_std: float = 1.0
     actor_grad: str = "auto"  # auto (reinforce if discrete, else backprop) | reinforce | backprop
-    eval_sample: bool = True  # evaluation samples the actor (as the paper) instead of its mode
+    eval_sample: bool = mutable(
+        True
+    )  # evaluation samples the actor (as the paper) instead of its mode
     encoder: str = "auto"  # auto | cnn (64x64-style pixels) | grid (MinAtar-size pixels) | mlp
     compile: bool = False  # torch.compile the recurrent steps
-    video_open_loop: int = 50  # pixel envs: videos show open-loop predictions re-synced this often
+    video_open_loop: int = mutable(
+        50
+    )  # pixel envs: videos show open-loop predictions re-synced this often
 
 
 # hyperparameters a resumed run may change (the rest shape the networks or the replay)
-MUTABLE = frozenset(
-    {
-        "train_ratio",
-        "learning_starts",
-        "model_lr",
-        "model_clip",
-        "actor_lr",
-        "actor_clip",
-        "critic_lr",
-        "critic_clip",
-        "actor_entropy",
-        "slow_reg",
-        "eval_sample",
-        "dyn_scale",
-        "rep_scale",
-        "free_nats",
-        "imag_starts",
-        "video_open_loop",
-    }
-)
 
 PRESETS = {
     "atari100k": Preset(
@@ -200,8 +186,8 @@ PRESETS = {
 }
 
 
-def default_preset(env_id: str) -> str:
-    return preset_by_suite(env_id, atari="atari100k")
+def default_preset(spec: EnvSpec) -> str:
+    return preset_by_suite(spec, atari="atari100k")
 
 
 # ------------------------------------------------------------------------------------ networks

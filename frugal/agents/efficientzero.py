@@ -47,7 +47,7 @@ import torch
 from torch.nn import functional as F
 
 from frugal.agents.base import ActState, EnvSpec, Transition, preset_by_suite, ratio_updates_due
-from frugal.config import Preset
+from frugal.config import Preset, mutable
 from frugal.errors import FrugalError, unknown
 from frugal.nets.muzero import MuZeroNet, NetConfig, scale_gradient
 from frugal.nets.support import Support
@@ -86,66 +86,64 @@ class Config:
     value_support: tuple[float, ...] = (-300.0, 300.0, 601.0)  # low, high, bins in h-space
     reward_support: tuple[float, ...] = (-300.0, 300.0, 601.0)
     # ---- search
-    num_simulations: int = 16
+    num_simulations: int = mutable(16)
     discount: float = 0.997  # per agent step
     max_considered_actions: int = 16  # Gumbel m
     c_visit: float = 50.0
     c_scale: float = 0.1
-    gumbel_rescale: str = "node"  # node (mctx) | tree (EZ V2's released search): see frugal.search
+    gumbel_rescale: str = mutable(
+        "node"
+    )  # node (mctx) | tree (EZ V2's released search): see frugal.search
     pb_c_init: float = 1.25
     pb_c_base: float = 19652.0
     dirichlet_alpha: float = 0.3
     dirichlet_fraction: float = 0.25
     value_delta_max: float = 0.01
-    temperature_updates: tuple[int, ...] = (50_000, 75_000)  # v1: T 1 -> 0.5 -> 0.25
+    temperature_updates: tuple[int, ...] = mutable((50_000, 75_000))  # v1: T 1 -> 0.5 -> 0.25
     num_sampled_actions: int = 16  # continuous: candidates per node
     policy_sampled_actions: int = 4  # ... of which the mean and draws from the policy
     std_magnification: float = 3.0  # the others come from the policy with its std scaled
     min_std: float = 0.05
     # ---- targets and losses
-    batch_size: int = 256
+    batch_size: int = mutable(256)
     unroll_steps: int = 5
     td_steps: int = 5
     auto_td_steps: int = 30_000  # v1: TD horizon shrinks by 1 per this many transitions of age
-    reanalyze_ratio: float = 1.0  # share of sampled positions whose policy is re-searched
-    mixed_value_start: int = 30_000  # v2 SVE: updates before search values are used
-    mixed_value_threshold: int = 5_000  # v2 SVE: the newest transitions keep TD targets
-    reward_coef: float = 1.0
-    value_coef: float = 0.25
-    policy_coef: float = 1.0
-    consistency_coef: float = 2.0
-    entropy_coef: float = 0.0
+    reanalyze_ratio: float = mutable(1.0)  # share of sampled positions whose policy is re-searched
+    mixed_value_start: int = mutable(30_000)  # v2 SVE: updates before search values are used
+    mixed_value_threshold: int = mutable(5_000)  # v2 SVE: the newest transitions keep TD targets
+    reward_coef: float = mutable(1.0)
+    value_coef: float = mutable(0.25)
+    policy_coef: float = mutable(1.0)
+    consistency_coef: float = mutable(2.0)
+    entropy_coef: float = mutable(0.0)
     reward_clip: bool = False  # clip rewards to [-1, 1] in the learner
     augment: bool | None = None  # random shift + intensity; None: for Atari-sized pixels
     # ---- replay and schedule
     buffer_size: int = 100_000
-    learning_starts: int = 2_000  # env steps before the first update
-    replay_ratio: float = 1.0  # updates per env step while collecting
-    final_update_ratio: float = 0.0  # total updates at the end, per env step (1.2: 120k @ 100k)
+    learning_starts: int = mutable(2_000)  # env steps before the first update
+    replay_ratio: float = mutable(1.0)  # updates per env step while collecting
+    final_update_ratio: float = mutable(
+        0.0
+    )  # total updates at the end, per env step (1.2: 120k @ 100k)
     per_alpha: float = 0.6
     per_beta: float = 0.4  # annealed linearly to 1 over `per_beta_updates`
-    per_beta_updates: int = 120_000
+    per_beta_updates: int = mutable(120_000)
     per_eps: float = 1e-6
     # ---- optimisation
     optimizer: str = "sgd"  # sgd (with momentum) | adam (AdamW: decoupled weight decay)
-    lr: float = 0.2
+    lr: float = mutable(0.2)
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    lr_warmup_updates: int = 1_000
-    lr_decay_updates: int = 100_000  # lr *= lr_decay_rate after this many updates (0 = never)
+    lr_warmup_updates: int = mutable(1_000)
+    lr_decay_updates: int = mutable(
+        100_000
+    )  # lr *= lr_decay_rate after this many updates (0 = never)
     lr_decay_rate: float = 0.1
-    grad_clip: float = 5.0
-    target_update_interval: int = 200  # updates between target-model refreshes
-    amp: bool = False  # mixed precision (bf16 on CPU, fp16 + grad scaler on CUDA)
+    grad_clip: float = mutable(5.0)
+    target_update_interval: int = mutable(200)  # updates between target-model refreshes
+    amp: bool = mutable(False)  # mixed precision (bf16 on CPU, fp16 + grad scaler on CUDA)
 
-
-MUTABLE = frozenset(
-    {"num_simulations", "batch_size", "learning_starts", "replay_ratio", "final_update_ratio",
-     "reanalyze_ratio", "lr", "grad_clip", "target_update_interval", "temperature_updates",
-     "reward_coef", "value_coef", "policy_coef", "consistency_coef", "entropy_coef",
-     "mixed_value_start", "mixed_value_threshold", "per_beta_updates", "lr_warmup_updates",
-     "lr_decay_updates", "amp", "gumbel_rescale"}
-)  # fmt: skip
 
 _ATARI_ENV = dict(protocol="atari100k", obs_size=96, grayscale=False, frame_stack=4)
 _ATARI_COMMON = dict(
@@ -334,8 +332,8 @@ PRESETS = {
 }
 
 
-def default_preset(env_id: str) -> str:
-    return preset_by_suite(env_id, atari="atari100k")
+def default_preset(spec: EnvSpec) -> str:
+    return preset_by_suite(spec, atari="atari100k")
 
 
 # -------------------------------------------------------------------------- pure functions

@@ -23,36 +23,39 @@ import torch
 from torch import nn
 
 from frugal.agents.base import ActState, Transition, preset_by_suite
-from frugal.config import Preset
+from frugal.config import Preset, mutable
 from frugal.envs.base import EnvSpec
 from frugal.errors import FrugalError
+from frugal.nets.layers import PixelScaler, mlp
 from frugal.nets.normalize import RunningMeanStd
-from frugal.nets.torsos import PixelInput, make_torso, mlp
+from frugal.nets.torsos import make_torso
 
 
 @dataclass
 class Config:
     num_steps: int = 128  # rollout length per env; one update per num_envs * num_steps env steps
-    num_minibatches: int = 4
-    update_epochs: int = 4
+    num_minibatches: int = mutable(4)
+    update_epochs: int = mutable(4)
     gamma: float = 0.99
     gae_lambda: float = 0.95
-    lr: float = 2.5e-4
+    lr: float = mutable(2.5e-4)
     adam_eps: float = 1e-5
     # Linear annealing horizon in env steps: lr (and the clip range with clip_anneal) decays
     # from its value to 0 over this many env steps, then stays at 0; 0 = no annealing. A field of
     # its own rather than run.steps: the agent never sees the runner's clock, and extending a run
     # with `frugal resume --steps` must not silently rescale a schedule already half followed
     # (to keep learning past it, resume with a larger agent.anneal_steps: a mutable key).
-    anneal_steps: int = 0
-    clip_range: float = 0.2
-    clip_anneal: bool = False
-    clip_value: bool = True  # clip the value update to +-clip_range around the rollout's values
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    norm_adv: bool = True  # normalise advantages per minibatch
-    target_kl: float | None = None  # stop the epochs early once approx KL exceeds this
+    anneal_steps: int = mutable(0)
+    clip_range: float = mutable(0.2)
+    clip_anneal: bool = mutable(False)
+    clip_value: bool = mutable(
+        True
+    )  # clip the value update to +-clip_range around the rollout's values
+    ent_coef: float = mutable(0.01)
+    vf_coef: float = mutable(0.5)
+    max_grad_norm: float = mutable(0.5)
+    norm_adv: bool = mutable(True)  # normalise advantages per minibatch
+    target_kl: float | None = mutable(None)  # stop the epochs early once approx KL exceeds this
     reward_clip: bool = False  # clip raw rewards to [-1, 1] (Atari)
     norm_obs: bool = False  # running mean/std observation normalisation (vector obs)
     norm_reward: bool = False  # divide rewards by the running std of the discounted return
@@ -63,27 +66,10 @@ class Config:
     features: int = 512  # ReLU layer after a pixel torso, shared by both heads; 0 = none
     init_log_std: float = 0.0  # Gaussian policies: initial log standard deviation
     channels_last: bool = False  # NHWC memory format for the pixel torso (a CPU speed lever)
-    precision: str = "fp32"  # fp32 | bf16 (autocast for the network passes of an update)
+    precision: str = mutable("fp32")  # fp32 | bf16 (autocast for the network passes of an update)
 
 
 # hyperparameters a resumed run may change (the rest shape the networks, rollout or normalisers)
-MUTABLE = frozenset(
-    {
-        "lr",
-        "anneal_steps",
-        "clip_range",
-        "clip_anneal",
-        "clip_value",
-        "ent_coef",
-        "vf_coef",
-        "max_grad_norm",
-        "target_kl",
-        "update_epochs",
-        "num_minibatches",
-        "norm_adv",
-        "precision",
-    }
-)
 
 PRESETS = {
     "atari": Preset(
@@ -207,8 +193,8 @@ PRESETS = {
 }
 
 
-def default_preset(env_id: str) -> str:
-    return preset_by_suite(env_id, atari="atari")
+def default_preset(spec: EnvSpec) -> str:
+    return preset_by_suite(spec, atari="atari")
 
 
 # ---------------------------------------------------------------------------------- networks
@@ -248,7 +234,7 @@ class ActorCritic(nn.Module):
         self.discrete = spec.discrete
         if spec.pixels:
             torso, n = make_torso(spec, cfg.torso, ())
-            if isinstance(torso[0], PixelInput):
+            if isinstance(torso[0], PixelScaler):
                 torso[0] = _ScaledPixels(spec.obs_high)
             layers: list[nn.Module] = [torso]
             if cfg.features:

@@ -7,7 +7,9 @@ from frugal.config import EnvConfig
 from frugal.envs.base import EnvSpec, StepResult, VecEnv
 from frugal.envs.protocols import PROTOCOLS, resolve, suite_of
 
-__all__ = ["EnvSpec", "StepResult", "VecEnv", "make_env", "resolve", "suite_of", "PROTOCOLS"]
+__all__ = [
+    "EnvSpec", "StepResult", "VecEnv", "describe", "make_env", "resolve", "suite_of", "PROTOCOLS"
+]  # fmt: skip
 
 
 def make_env(
@@ -27,3 +29,13 @@ def make_env(
     from frugal.envs.gym_suite import GymVecEnv
 
     return GymVecEnv(config, num_envs, render=render)
+
+
+def describe(env_id: str) -> EnvSpec:
+    """The spec of `env_id` under its suite's default settings: enough to pick a preset (suite,
+    action space) before the run's own envs are configured."""
+    env = make_env(EnvConfig(id=env_id), 1, training=False)
+    try:
+        return env.spec
+    finally:
+        env.close()

@@ -72,6 +72,7 @@ class AtariVecEnv(VecEnv):
             discrete=True,
             num_actions=int(self._env.single_action_space.n),
             obs_high=255.0,
+            suite="atari",
         )
         self._last_obs: np.ndarray | None = None
 

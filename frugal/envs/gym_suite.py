@@ -32,21 +32,6 @@ def _check_id(gym_id: str) -> None:
         raise unknown("Gymnasium env id", gym_id, [k for k in gym.registry if "/" not in k])
 
 
-def has_box_actions(env_id: str) -> bool:
-    """Whether `gym/<id>` names an env with Box actions (False for other suites, and for an id
-    that cannot be built here: the env factory reports a bad id with a clear message later)."""
-    if not env_id.startswith("gym/"):
-        return False
-    try:
-        env = gym.make(env_id.split("/", 1)[1])
-    except Exception:
-        return False
-    try:
-        return isinstance(env.action_space, gym.spaces.Box)
-    finally:
-        env.close()
-
-
 def spec_from_spaces(obs_space: gym.Space, action_space: gym.Space, gym_id: str) -> EnvSpec:
     if not isinstance(obs_space, gym.spaces.Box):
         raise FrugalError(

@@ -42,8 +42,10 @@ class MinAtarVecEnv(VecEnv):
         self.num_envs = num_envs
         channels = self._envs[0].state_shape()[2]
         shape = (channels, 10, 10)
-        self.spec = EnvSpec(shape, np.dtype(np.uint8), True, 1, shape, True, len(self._actions))
-        self._palette = channel_palette(channels)
+        self.spec = EnvSpec(
+            shape, np.dtype(np.uint8), True, 1, shape, True, len(self._actions),
+            suite="minatar", palette=channel_palette(channels),
+        )  # fmt: skip
 
     def _observe(self, i: int) -> np.ndarray:
         return self._envs[i].state().transpose(2, 0, 1).astype(np.uint8)
@@ -88,6 +90,6 @@ class MinAtarVecEnv(VecEnv):
             state = self._observe(i).astype(bool)  # [C, 10, 10]
             image = np.zeros((10, 10, 3), dtype=np.uint8)
             for c in range(state.shape[0]):  # later channels drawn on top
-                image[state[c]] = self._palette[c]
+                image[state[c]] = self.spec.palette[c]
             frames.append(image.repeat(RENDER_SCALE, 0).repeat(RENDER_SCALE, 1))
         return np.stack(frames)

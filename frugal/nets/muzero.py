@@ -33,6 +33,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from frugal.nets.layers import ResBlock
+
 RewardState = tuple[torch.Tensor, torch.Tensor] | None
 
 
@@ -63,29 +65,6 @@ class NetConfig:
 
 
 # ------------------------------------------------------------------------------------ blocks
-
-
-class ResBlock(nn.Module):
-    """Two 3x3 convs with batch norm and a skip; a 3x3 stride-s conv on the skip when the
-    shape changes."""
-
-    def __init__(self, cin: int, cout: int | None = None, stride: int = 1):
-        super().__init__()
-        cout = cout or cin
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.skip = (
-            nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            if stride != 1 or cin != cout
-            else nn.Identity()
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.skip(x))
 
 
 class MLPBlock(nn.Module):
