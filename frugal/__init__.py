@@ -5,7 +5,8 @@ run = frugal.train("dqn", env="gym/CartPole-v1", steps=50_000)
 run.evaluate(episodes=10, video=True)
 """
 
-from frugal.api import Run, evaluate, load_run, resume, train
+from frugal.api import evaluate, resume, train
+from frugal.runs import Run, load_run
 from frugal.errors import FrugalError
 
 __all__ = ["FrugalError", "Run", "compare", "evaluate", "load_run", "resume", "train"]

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from frugal import checkpoint
 from frugal.agents import agent_module
@@ -17,16 +14,13 @@ from frugal.config import (
     EnvConfig,
     RunConfig,
     apply,
-    from_dict,
     mutable_keys,
     parse_overrides,
 )  # fmt: skip
 from frugal.envs import describe, resolve
 from frugal.errors import FrugalError, unknown
-from frugal.metrics import read_metrics
-from frugal.runner import CHECKPOINTS, Runner
-
-CONFIG_FILE = "config.yaml"
+from frugal.runner import Runner
+from frugal.runs import CHECKPOINTS, CONFIG_FILE, Run, load_config, load_run, save_config
 
 
 def build_config(
@@ -72,36 +66,6 @@ def validate(config: Config) -> None:
             raise FrugalError(message)
 
 
-def save_config(config: Config, run_dir: Path) -> None:
-    tmp = run_dir / (CONFIG_FILE + ".tmp")
-    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    tmp.replace(run_dir / CONFIG_FILE)
-
-
-def load_config(run_dir: str | Path) -> Config:
-    run_dir = Path(run_dir)
-    path = run_dir / CONFIG_FILE
-    if not run_dir.is_dir():
-        raise FrugalError(f"run directory {run_dir} does not exist")
-    if not path.is_file():
-        raise FrugalError(f"{run_dir} is not a frugal run directory (no {CONFIG_FILE})")
-    try:
-        raw = yaml.safe_load(path.read_text())
-        if not isinstance(raw, dict):
-            raise ValueError("not a mapping")
-    except (yaml.YAMLError, ValueError) as e:
-        raise FrugalError(f"{path} is not a valid config ({str(e).splitlines()[0]})") from None
-    module = agent_module(raw.get("algo", "?"))
-    return Config(
-        algo=raw["algo"],
-        preset=raw.get("preset", ""),
-        env=from_dict(EnvConfig, "env", raw.get("env") or {}),
-        run=from_dict(RunConfig, "run", raw.get("run") or {}),
-        agent=from_dict(module.Config, "agent", raw.get("agent") or {}),
-        history=list(raw.get("history") or []),
-    )
-
-
 def _new_run_dir(config: Config, root: Path) -> Path:
     env_name = re.sub(r"[^A-Za-z0-9_.-]+", "-", config.env.id.split("/", 1)[-1])
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -111,24 +75,6 @@ def _new_run_dir(config: Config, root: Path) -> Path:
         n += 1
         path = base.with_name(f"{base.name}-{n}")
     return path
-
-
-@dataclasses.dataclass
-class Run:
-    """A run directory: its config, metrics and the means to evaluate its latest checkpoint."""
-
-    dir: Path
-
-    @property
-    def config(self) -> Config:
-        return load_config(self.dir)
-
-    @property
-    def metrics(self) -> list[dict[str, Any]]:
-        return read_metrics(self.dir)
-
-    def evaluate(self, episodes: int | None = None, video: bool | str | Path = False) -> dict:
-        return evaluate(self.dir, episodes=episodes, video=video)
 
 
 def train(
@@ -152,7 +98,7 @@ def train(
     path.mkdir(parents=True, exist_ok=True)
     save_config(config, path)
     runner.run()
-    return Run(path)
+    return load_run(path)
 
 
 MUTABLE_SECTIONS = ("run", "agent")
@@ -198,7 +144,7 @@ def resume(
         config.history.append({"env_step": runner.env_step, "set": record})
     save_config(config, path)
     runner.run()
-    return Run(path)
+    return load_run(path)
 
 
 def evaluate(
@@ -223,8 +169,3 @@ def evaluate(
     if video_path:
         result["video"] = str(video_path)
     return result
-
-
-def load_run(run_dir: str | Path) -> Run:
-    load_config(run_dir)
-    return Run(Path(run_dir))

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-METRICS_FILE = "metrics.jsonl"
+from frugal.runs import METRICS_FILE
 
 
 class MetricsWriter:
@@ -47,19 +47,6 @@ class MetricsWriter:
     def close(self) -> None:
         self._file.close()
         self._tb.close()
-
-
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """All complete log points of a run (a partly written last line is skipped)."""
-    path = Path(run_dir) / METRICS_FILE
-    points = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                points.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-    return points
 
 
 class Progress:

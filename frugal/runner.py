@@ -21,8 +21,7 @@ from frugal.config import Config
 from frugal.envs import EnvSpec, make_env
 from frugal.evaluation import evaluate
 from frugal.metrics import MetricsWriter, Progress
-
-CHECKPOINTS = "checkpoints"
+from frugal.runs import CHECKPOINTS
 
 
 def resolve_device(name: str) -> torch.device:

@@ -95,7 +95,7 @@ def test_resume_records_changed_hyperparameters_as_typed_values(finished_run, tm
     run_dir = tmp_path / "copy"
     shutil.copytree(finished_run, run_dir)
     frugal.resume(run_dir, steps=160, overrides=["agent.lr=5e-4"])
-    reloaded = frugal.api.load_config(run_dir)
+    reloaded = frugal.runs.load_config(run_dir)
     assert reloaded.agent.lr == 5e-4
     assert reloaded.history[-1] == {"env_step": 128, "set": {"agent.lr": 5e-4, "run.steps": 160}}
 

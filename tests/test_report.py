@@ -13,7 +13,7 @@ import yaml
 from frugal.errors import FrugalError
 from frugal.report import atari as atari_ref
 from frugal.report import compare
-from frugal.report.runs import read_metrics
+from frugal.runs import read_metrics
 from frugal.report.stats import bootstrap_ci, iqm, seed_curve
 
 GYM_ENV = dict(

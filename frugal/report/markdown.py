@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from frugal.report import atari
+from frugal.report.compare import _show, _value, _who, setting_key
 from frugal.report.plot import X_LABELS
-from frugal.report.runs import setting_key
 from frugal.report.stats import LEVEL, N_BOOT, SEED
 
 if TYPE_CHECKING:
-    from frugal.report import CompareResult, Group
-    from frugal.report.runs import Run
+    from frugal.report.compare import CompareResult, Group
+    from frugal.runs import Run
 
 
 def fmt(v: float) -> str:
@@ -58,8 +58,6 @@ def _ci(lo: float, hi: float, n: int, f=fmt) -> str:
 
 
 def render(res: CompareResult) -> str:
-    from frugal.report import _show
-
     n_runs = sum(len(g.seeds) for g in res.groups)
     envs = sorted({g.env for g in res.groups})
     out = [
@@ -91,8 +89,6 @@ def render(res: CompareResult) -> str:
 
 def _protocol_ids(runs: list[Run]) -> tuple[dict[str, str], list[tuple[str, str, list[Run]]]]:
     """Distinct (protocol, settings) of the runs: run path -> label, and the table rows."""
-    from frugal.report import _value
-
     distinct: dict[tuple, list[Run]] = {}
     for r in runs:
         key = (r.protocol, tuple(sorted((k, setting_key(v)) for k, v in r.settings.items())))
@@ -106,7 +102,7 @@ def _protocol_ids(runs: list[Run]) -> tuple[dict[str, str], list[tuple[str, str,
     for i, ((name, _), rs) in enumerate(distinct.items()):
         label = name if len(distinct) == 1 else f"{name} (P{i + 1})"
         for r in rs:
-            labels[str(r.path)] = label
+            labels[str(r.dir)] = label
         text = ", ".join(
             f"**{k}={_value(v)}**" if k in differ else f"{k}={_value(v)}"
             for k, v in rs[0].settings.items()
@@ -116,8 +112,6 @@ def _protocol_ids(runs: list[Run]) -> tuple[dict[str, str], list[tuple[str, str,
 
 
 def _env_section(res: CompareResult, env: str, groups: list[Group], show) -> list[str]:
-    from frugal.report import _who
-
     runs = [r for g in groups for r in g.runs]
     labels, protocols = _protocol_ids(runs)
     out = [f"## {env}", ""]
@@ -129,7 +123,7 @@ def _env_section(res: CompareResult, env: str, groups: list[Group], show) -> lis
             [
                 g.algo,
                 g.preset,
-                ", ".join(sorted({labels[str(r.path)] for r in g.runs})),
+                ", ".join(sorted({labels[str(r.dir)] for r in g.runs})),
                 len(g.seeds),
                 fmt(g.mean),
                 _ci(g.ci_low, g.ci_high, len(g.seeds)),

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 if TYPE_CHECKING:
-    from frugal.report import Group
+    from frugal.report.compare import Group
 
 X_LABELS = {"env_step": "environment steps", "update": "updates", "wall_s": "wall time (s)"}
 
