@@ -1,8 +1,8 @@
 """Speed of frugal.search: microseconds per simulation per root, and searches per second.
 
-Zero-cost model: recurrent_fn returns precomputed tensors (reward [B], logits [B, A], value [B],
-next embedding [B, 64] float32), so the timing is everything but the network: tree kernels,
-embedding storage and gathers, index and output transfers, Python glue.
+Zero-cost model: recurrent_fn returns precomputed tensors (reward [B], discount [B] float64,
+logits [B, A], value [B], next embedding [B, 64] float32), so the timing is everything but the
+network: tree kernels, embedding storage and gathers, index and output transfers, Python glue.
 Small real network: a 2-layer MLP dynamics/prediction model (latent 64, hidden 64) on the CPU.
 
 With --lightzero DIR (an unpacked LightZero wheel or source tree with built ctree extensions), each
@@ -33,7 +33,7 @@ import numba
 import numpy as np
 import torch
 
-from frugal.search import Root, Step, search
+from frugal.search import Root, Step, gumbel, puct
 
 LATENT = 64
 DISCOUNT = 0.997
@@ -65,7 +65,8 @@ def zero_cost(num_roots: int, num_actions: int):
     value = torch.randn(num_roots, generator=g)
     reward = torch.randn(num_roots, generator=g)
     emb = torch.randn(num_roots, LATENT, generator=g)
-    step = Step(reward, logits, value)
+    discount = torch.full((num_roots,), DISCOUNT, dtype=torch.float64)
+    step = Step(reward, discount, logits, value)
 
     def recurrent_fn(embedding, action):
         return step, emb
@@ -79,6 +80,7 @@ class MLP(torch.nn.Module):
     def __init__(self, num_actions: int):
         super().__init__()
         self.num_actions = num_actions
+        self._discounts: dict[int, torch.Tensor] = {}
         self.dynamics = torch.nn.Sequential(
             torch.nn.Linear(LATENT + num_actions, LATENT), torch.nn.ReLU(),
             torch.nn.Linear(LATENT, LATENT + 1),
@@ -97,7 +99,16 @@ class MLP(torch.nn.Module):
         out = self.dynamics(torch.cat((latent, onehot), 1))
         nxt, reward = torch.tanh(out[:, :LATENT]), out[:, LATENT]
         logits, value = self.predict(nxt)
-        return Step(reward, logits, value), nxt
+        return Step(reward, self.discount(len(action)), logits, value), nxt
+
+    def discount(self, num_roots: int) -> torch.Tensor:
+        """The constant discount as a float64 [B] tensor, made once per batch size."""
+        cached = self._discounts.get(num_roots)
+        if cached is None:
+            cached = self._discounts[num_roots] = torch.full(
+                (num_roots,), DISCOUNT, dtype=torch.float64
+            )
+        return cached
 
 
 def timed(fns: Sequence[Callable[[], object]], min_time: float, rounds: int = 5):
@@ -175,9 +186,10 @@ def _as_lists(step: Step) -> tuple[list, list, list]:
 class LightZero:
     """LightZero's compiled trees driven as lzero/mcts/tree_search/mcts_ctree.py drives them, with
     `recurrent_inference` replaced by the zero-cost recurrent_fn that frugal gets. A timed search
-    runs from the root tensors to the results its policy reads back, as frugal's `search` does.
-    Roots get no exploration noise (the evaluation path), as in frugal's timing; legal-action
-    lists are built once outside the timing (LightZero builds them from the action mask)."""
+    runs from the root tensors to the results its policy reads back, as frugal's `puct` and
+    `gumbel` do. Roots get no exploration noise (the evaluation path), as in frugal's timing;
+    legal-action lists are built once outside the timing (LightZero builds them from the action
+    mask)."""
 
     PB_C_BASE, PB_C_INIT, VALUE_DELTA_MAX = 19652, 1.25, 0.01
 
@@ -264,6 +276,7 @@ def load_average() -> str:
 
 GRID = [(b, s, a) for b in (8, 64, 256, 1024) for s in (16, 50) for a in (4, 18)]
 METHOD_NAMES = {"puct": "pUCT", "gumbel": "Gumbel"}
+SEARCHES = {"puct": puct, "gumbel": gumbel}
 
 
 def zero_cost_section(
@@ -301,7 +314,7 @@ def zero_cost_section(
         root, fn = zero_cost(num_roots, num_actions)
         cells = []
         for method in METHOD_NAMES:
-            fns = [partial(search, root, fn, num_sims, method=method, generator=gen)]
+            fns = [partial(SEARCHES[method], root, fn, num_sims, generator=gen)]
             if peer is not None:
                 fns.append(peer.search_fn(method, root, fn, num_sims))
             per_root_sim = num_sims * num_roots / 1e6
@@ -339,7 +352,7 @@ def mlp_section(min_time: float, rounds: int, gen: torch.Generator) -> list[str]
                 logits, value = net.predict(latent)
             root = Root(logits, value, latent)
             fns = [
-                partial(search, root, net.recurrent_fn, num_sims, method=method, generator=gen)
+                partial(SEARCHES[method], root, net.recurrent_fn, num_sims, generator=gen)
                 for method in METHOD_NAMES
             ]
             (cpu_p, wall_p), (cpu_g, wall_g) = timed(fns, min_time, rounds)

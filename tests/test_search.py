@@ -11,8 +11,16 @@ import pytest
 import torch
 
 import frugal.search.mcts as mcts
-from frugal.search import Root, SearchOutput, Step, search
+from frugal.search import GumbelParams, PuctParams, Root, SearchOutput, Step, gumbel, puct
 from frugal.search.schedule import considered_visits
+
+SEARCHES = {"gumbel": gumbel, "puct": puct}
+
+
+def constant(discount: float, n: int) -> torch.Tensor:
+    """Step.discount [n] of a constant discount, in float64 (used as it is)."""
+    return torch.full((n,), discount, dtype=torch.float64)
+
 
 # ----------------------------------------------------------------------------------------------
 # Models
@@ -21,8 +29,9 @@ from frugal.search.schedule import considered_visits
 class TableModel:
     """Random tables indexed by (state, action): exact outputs at any batch size."""
 
-    def __init__(self, seed: int, num_actions: int, num_states: int = 97):
+    def __init__(self, seed: int, num_actions: int, num_states: int = 97, discount=0.997):
         rng = np.random.default_rng(seed)
+        self.discount = discount
         self.next_state = torch.from_numpy(rng.integers(0, num_states, (num_states, num_actions)))
         self.reward = torch.from_numpy(rng.normal(size=(num_states, num_actions))).float()
         self.logits = torch.from_numpy(2.0 * rng.normal(size=(num_states, num_actions))).float()
@@ -35,16 +44,20 @@ class TableModel:
     def recurrent_fn(self, states: torch.Tensor, actions: torch.Tensor):
         self.calls.append(tuple(states.shape))
         nxt = self.next_state[states, actions]
-        return Step(self.reward[states, actions], self.logits[nxt], self.value[nxt]), nxt
+        d = constant(self.discount, len(states))
+        return Step(self.reward[states, actions], d, self.logits[nxt], self.value[nxt]), nxt
 
 
-def action_reward_model(rewards: list[float], num_actions: int):
+def action_reward_model(rewards: list[float], num_actions: int, discount: float):
     """reward r(a) = rewards[a] everywhere, value 0, uniform logits; embedding = depth."""
     table = torch.tensor(rewards)
 
     def recurrent_fn(depth, action):
         n = depth.shape[0]
-        return Step(table[action], torch.zeros(n, num_actions), torch.zeros(n)), depth + 1
+        step = Step(
+            table[action], constant(discount, n), torch.zeros(n, num_actions), torch.zeros(n)
+        )
+        return step, depth + 1
 
     return recurrent_fn
 
@@ -72,7 +85,7 @@ def test_puct_hand_computed_tree():
     root value (0 + 1 + 0 + 1.5) / 4; Q(0) = 1 + 0.5 * (0 + 1) / 2.
     """
     root = Root(torch.zeros(1, 2), torch.zeros(1), torch.zeros(1))
-    out = search(root, action_reward_model([1.0, 0.0], 2), 3, method="puct", discount=0.5)
+    out = puct(root, action_reward_model([1.0, 0.0], 2, 0.5), 3)
     assert out.visit_counts.tolist() == [[2, 1]]
     assert out.action.tolist() == [0]
     assert out.root_value.tolist() == [0.625]
@@ -90,10 +103,8 @@ def test_gumbel_hand_computed_tree():
     Final Q = (1 + 0.5 * 0.5, 0, 0.5), max N = 2 -> sigma = 5.2 * (1, 0, 0.4).
     """
     root = Root(torch.zeros(1, 3), torch.zeros(1), torch.zeros(1))
-    out = search(
-        root, action_reward_model([1.0, 0.0, 0.5], 3), 4, method="gumbel", discount=0.5,
-        gumbel_noise=torch.tensor([[0.3, 0.1, 0.2]]),
-    )  # fmt: skip
+    noise = torch.tensor([[0.3, 0.1, 0.2]])
+    out = gumbel(root, action_reward_model([1.0, 0.0, 0.5], 3, 0.5), 4, gumbel_noise=noise)
     assert out.visit_counts.tolist() == [[2, 1, 1]]
     assert out.action.tolist() == [0]
     torch.testing.assert_close(out.root_value, torch.tensor([0.6]))
@@ -111,10 +122,10 @@ def test_gumbel_tree_rescale_hand_computed_tree():
     5.2 * that. mctx's node rescale gives (1, 0, 0.4) instead.
     """
     root = Root(torch.zeros(1, 3), torch.tensor([-2.0]), torch.zeros(1))
-    model = action_reward_model([1.0, 0.0, 0.5], 3)
+    model = action_reward_model([1.0, 0.0, 0.5], 3, 0.5)
     noise = torch.tensor([[0.3, 0.1, 0.2]])
     outs = {
-        rescale: search(root, model, 4, discount=0.5, gumbel_noise=noise, rescale=rescale)
+        rescale: gumbel(root, model, 4, params=GumbelParams(rescale=rescale), gumbel_noise=noise)
         for rescale in ("tree", "node")
     }
     for out in outs.values():
@@ -128,15 +139,69 @@ def test_gumbel_tree_rescale_hand_computed_tree():
     torch.testing.assert_close(outs["node"].action_weights, torch.softmax(node_sigma, 1))
 
 
+def test_terminal_discount_cuts_the_backup():
+    """A = 2, r(a) = (1, 0), d(a) = (0, 0.5): action 0 ends the episode. Every value 2, uniform
+    prior, v(root) = 0, pUCT, S = 3.
+
+    sim 1: all tie -> action 0, Q(0) = 1 + 0 * 2 = 1. sim 2: Q(0) normalises to 1, unvisited 1
+      scores with the root's mean Q = 1 and a larger prior term -> action 1, Q(1) = 0 + 0.5 * 2.
+    sim 3: Q = (1, 1), visits (1, 1): tie -> action 0, then below it (all tie) action 0 again:
+      the new node's return 1 + 0 * 2 reaches child 0, whose Q stays 1 + 0 * (2 + 1) / 2 = 1, and
+      the root gets 1 + 0 * 1. Root value (0 + 1 + 1 + 1) / 4.
+    """
+    rewards, discounts = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 0.5], dtype=torch.float64)
+
+    def recurrent_fn(depth, action):
+        n = depth.shape[0]
+        step = Step(rewards[action], discounts[action], torch.zeros(n, 2), torch.full((n,), 2.0))
+        return step, depth + 1
+
+    root = Root(torch.zeros(1, 2), torch.zeros(1), torch.zeros(1))
+    out = puct(root, recurrent_fn, 3)
+    assert out.visit_counts.tolist() == [[2, 1]]
+    assert out.qvalues.tolist() == [[1.0, 1.0]]
+    assert out.root_value.tolist() == [0.75]
+
+
+def test_discount_dtypes():
+    """A float64 discount is used as it is, a float32 one as its float32 value: 0.9 as float64
+    and as float32 give different Q, and float32 0.9 widened to float64 gives the float32 Q."""
+    model = TableModel(23, 4, discount=0.9)
+    root = model.root(states(15, 5))
+
+    def with_dtype(dtype):
+        def fn(emb, actions):
+            step, nxt = model.recurrent_fn(emb, actions)
+            d = step.discount.to(dtype)
+            return Step(step.reward, d, step.prior_logits, step.value), nxt
+
+        return fn
+
+    wide = puct(root, with_dtype(torch.float64), 20)
+    narrow = puct(root, with_dtype(torch.float32), 20)
+    half = puct(root, with_dtype(torch.bfloat16), 20)
+    assert not torch.equal(wide.qvalues, narrow.qvalues)
+
+    def widened(emb, actions):
+        step, nxt = model.recurrent_fn(emb, actions)
+        d = step.discount.float().double()
+        return Step(step.reward, d, step.prior_logits, step.value), nxt
+
+    assert_same(narrow, puct(root, widened, 20))
+    assert half.visit_counts.sum().item() == 5 * 20
+
+
 def test_root_value_counts_the_network_value_as_first_visit():
     """One simulation: root value = (v_root + r + discount * v_child) / 2."""
     root = Root(torch.zeros(1, 2), torch.tensor([3.0]), torch.zeros(1))
 
     def recurrent_fn(emb, action):
-        return Step(torch.tensor([1.0]), torch.zeros(1, 2), torch.tensor([2.0])), emb
+        return Step(
+            torch.tensor([1.0]), constant(0.5, 1), torch.zeros(1, 2), torch.tensor([2.0])
+        ), emb
 
     for method in ("gumbel", "puct"):
-        out = search(root, recurrent_fn, 1, method=method, discount=0.5)
+        out = SEARCHES[method](root, recurrent_fn, 1)
         assert out.root_value.tolist() == [(3.0 + 1.0 + 0.5 * 2.0) / 2]
         assert out.qvalues[0, int(out.action)].item() == 2.0
         assert out.visit_counts.sum().item() == 1
@@ -171,7 +236,7 @@ def test_schedule_small(m, S, expected):
 
 def test_gumbel_visit_pattern_m16_s50():
     model = TableModel(3, 20)
-    out = search(model.root(states(0, 4)), model.recurrent_fn, 50, method="gumbel")
+    out = gumbel(model.root(states(0, 4)), model.recurrent_fn, 50)
     for row in out.visit_counts.tolist():
         assert sorted(row, reverse=True) == [12, 12, 5, 5, 2, 2, 2, 2] + [1] * 8 + [0] * 4
 
@@ -181,9 +246,7 @@ def test_gumbel_considered_count_comes_from_valid_actions():
     model = TableModel(4, 16)
     invalid = torch.ones(3, 16, dtype=torch.bool)
     invalid[:, [1, 5, 9, 14]] = False
-    out = search(
-        model.root(states(1, 3)), model.recurrent_fn, 50, method="gumbel", invalid_actions=invalid
-    )
+    out = gumbel(model.root(states(1, 3)), model.recurrent_fn, 50, invalid_actions=invalid)
     for row in out.visit_counts.tolist():
         assert sorted(row, reverse=True)[:4] == [19, 19, 6, 6]
     assert (out.visit_counts[invalid] == 0).all()
@@ -193,9 +256,9 @@ def test_gumbel_considered_count_comes_from_valid_actions():
 def test_gumbel_small_m(max_considered, expected):
     model = TableModel(5, 6)
     invalid = torch.tensor([[True, False, True, True, False, True]])
-    out = search(
-        model.root(states(2, 1)), model.recurrent_fn, 10, method="gumbel",
-        invalid_actions=invalid, max_considered_actions=max_considered,
+    out = gumbel(
+        model.root(states(2, 1)), model.recurrent_fn, 10, invalid_actions=invalid,
+        params=GumbelParams(max_considered_actions=max_considered),
     )  # fmt: skip
     assert sorted(out.visit_counts[0, [1, 4]].tolist(), reverse=True) == expected
 
@@ -208,7 +271,7 @@ def test_gumbel_small_m(max_considered, expected):
 @pytest.mark.parametrize(("B", "A", "S"), [(1, 2, 1), (5, 4, 16), (7, 18, 50), (3, 6, 100)])
 def test_visits_sum_to_S_and_recurrent_fn_called_S_times(method, B, A, S):
     model = TableModel(B * A + S, A)
-    out = search(model.root(states(S, B)), model.recurrent_fn, S, method=method)
+    out = SEARCHES[method](model.root(states(S, B)), model.recurrent_fn, S)
     assert model.calls == [(B,)] * S
     assert out.visit_counts.sum(1).tolist() == [S] * B
     assert out.visit_counts.dtype == torch.int64 and out.action.dtype == torch.int64
@@ -222,9 +285,10 @@ def test_invalid_actions_never_visited(method):
     gen = torch.Generator().manual_seed(0)
     invalid = torch.rand(16, 9, generator=gen) < 0.6
     invalid[:, 4] = False
-    out = search(
-        model.root(states(3, 16)), model.recurrent_fn, 60, method=method, invalid_actions=invalid,
-        generator=gen, dirichlet_fraction=0.25,
+    kw = {"params": PuctParams(dirichlet_fraction=0.25)} if method == "puct" else {}
+    out = SEARCHES[method](
+        model.root(states(3, 16)), model.recurrent_fn, 60, invalid_actions=invalid,
+        generator=gen, **kw,
     )  # fmt: skip
     assert (out.visit_counts[invalid] == 0).all()
     assert (out.action_weights[invalid] == 0).all()
@@ -239,12 +303,12 @@ def test_batch_elements_are_independent(method):
     invalid = torch.rand(6, 7, generator=torch.Generator().manual_seed(1)) < 0.3
     invalid[:, 0] = False
     noise = -torch.log(-torch.log(torch.rand(6, 7, generator=torch.Generator().manual_seed(2))))
-    kw = dict(method=method, gumbel_noise=noise, invalid_actions=invalid)
+    search = SEARCHES[method]
+    noise_kw = (lambda g: {"gumbel_noise": g}) if method == "gumbel" else (lambda g: {})
+    kw = dict(invalid_actions=invalid, **noise_kw(noise))
     batch = search(model.root(roots), model.recurrent_fn, 40, **kw)
     for b in range(6):
-        kw_b = dict(
-            method=method, gumbel_noise=noise[b : b + 1], invalid_actions=invalid[b : b + 1]
-        )
+        kw_b = dict(invalid_actions=invalid[b : b + 1], **noise_kw(noise[b : b + 1]))
         alone = search(model.root(roots[b : b + 1]), model.recurrent_fn, 40, **kw_b)
         for field in ("action", "action_weights", "visit_counts", "root_value", "qvalues"):
             assert torch.equal(getattr(batch, field)[b : b + 1], getattr(alone, field)), field
@@ -253,10 +317,11 @@ def test_batch_elements_are_independent(method):
 def test_gumbel_scale_zero_is_deterministic():
     model = TableModel(13, 5)
     root = model.root(states(5, 8))
-    a = search(root, model.recurrent_fn, 20, gumbel_scale=0.0, generator=torch.Generator())
-    b = search(root, model.recurrent_fn, 20, gumbel_scale=0.0)
+    params = GumbelParams(gumbel_scale=0.0)
+    a = gumbel(root, model.recurrent_fn, 20, params=params, generator=torch.Generator())
+    b = gumbel(root, model.recurrent_fn, 20, params=params)
     assert_same(a, b)
-    zero = search(root, model.recurrent_fn, 20, gumbel_noise=torch.zeros(8, 5))
+    zero = gumbel(root, model.recurrent_fn, 20, gumbel_noise=torch.zeros(8, 5))
     assert_same(a, zero)
 
 
@@ -266,23 +331,23 @@ def test_gumbel_noise_is_fresh_and_reproducible():
     probs = torch.tensor([0.1, 0.2, 0.3, 0.4])
     root = Root(probs.log().expand(4000, 4).clone(), torch.zeros(4000), torch.zeros(4000))
     gen = torch.Generator().manual_seed(0)
-    first = search(root, None, 0, generator=gen).action
-    second = search(root, None, 0, generator=gen).action
+    first = gumbel(root, None, 0, generator=gen).action
+    second = gumbel(root, None, 0, generator=gen).action
     assert not torch.equal(first, second)
     freq = torch.bincount(torch.cat([first, second]), minlength=4).float() / 8000
     torch.testing.assert_close(freq, probs, atol=0.02, rtol=0)
-    again = search(root, None, 0, generator=torch.Generator().manual_seed(0)).action
+    again = gumbel(root, None, 0, generator=torch.Generator().manual_seed(0)).action
     assert torch.equal(first, again)
 
 
 def test_gumbel_improved_policy_matches_formula():
     """action_weights == softmax(logits + sigma(completed Q)) recomputed from the outputs."""
-    model = TableModel(14, 6)
+    model = TableModel(14, 6, discount=0.9)
     roots = states(6, 10)
     invalid = torch.rand(10, 6, generator=torch.Generator().manual_seed(3)) < 0.3
     invalid[:, 2] = False
     root = model.root(roots)
-    out = search(root, model.recurrent_fn, 12, discount=0.9, invalid_actions=invalid)
+    out = gumbel(root, model.recurrent_fn, 12, invalid_actions=invalid)
     logits = root.prior_logits.double().masked_fill(invalid, -math.inf)
     n = out.visit_counts.double()
     q = out.qvalues.double()
@@ -305,7 +370,7 @@ def test_gumbel_improved_policy_matches_formula():
 
 def test_puct_action_weights_are_visit_distribution():
     model = TableModel(15, 5)
-    out = search(model.root(states(7, 4)), model.recurrent_fn, 30, method="puct")
+    out = puct(model.root(states(7, 4)), model.recurrent_fn, 30)
     torch.testing.assert_close(out.action_weights, out.visit_counts.float() / 30)
     assert torch.equal(out.action, out.visit_counts.argmax(1))
 
@@ -314,30 +379,30 @@ def test_puct_random_tie_breaks():
     """Zero model, uniform prior: the first simulation's choice is a tie of all actions. With a
     generator it is uniform over them; without one it is the first index."""
     root = Root(torch.zeros(4000, 4), torch.zeros(4000), torch.zeros(4000))
-    fn = action_reward_model([0.0] * 4, 4)
+    fn = action_reward_model([0.0] * 4, 4, 0.997)
     gen = torch.Generator().manual_seed(0)
-    out = search(root, fn, 1, method="puct", generator=gen)
+    out = puct(root, fn, 1, generator=gen)
     freq = out.visit_counts.sum(0).float() / 4000
     torch.testing.assert_close(freq, torch.full((4,), 0.25), atol=0.03, rtol=0)
-    first = search(root, fn, 1, method="puct")
+    first = puct(root, fn, 1)
     assert (first.visit_counts[:, 0] == 1).all()
-    again = search(root, fn, 1, method="puct", generator=torch.Generator().manual_seed(0))
+    again = puct(root, fn, 1, generator=torch.Generator().manual_seed(0))
     assert_same(out, again)
 
 
 def test_puct_dirichlet_noise():
     model = TableModel(16, 6)
     root = model.root(states(8, 32))
-    plain = search(root, model.recurrent_fn, 25, method="puct")
-    kw = dict(method="puct", dirichlet_fraction=0.25, dirichlet_alpha=0.3)
-    noisy = search(root, model.recurrent_fn, 25, generator=torch.Generator().manual_seed(1), **kw)
-    same = search(root, model.recurrent_fn, 25, generator=torch.Generator().manual_seed(1), **kw)
+    plain = puct(root, model.recurrent_fn, 25)
+    kw = dict(params=PuctParams(dirichlet_fraction=0.25, dirichlet_alpha=0.3))
+    noisy = puct(root, model.recurrent_fn, 25, generator=torch.Generator().manual_seed(1), **kw)
+    same = puct(root, model.recurrent_fn, 25, generator=torch.Generator().manual_seed(1), **kw)
     assert_same(noisy, same)
     assert not torch.equal(plain.visit_counts, noisy.visit_counts)
     invalid = torch.zeros(32, 6, dtype=torch.bool)
     invalid[:, 3:] = True
-    masked = search(root, model.recurrent_fn, 25, generator=torch.Generator(), **kw,
-                    invalid_actions=invalid)  # fmt: skip
+    masked = puct(root, model.recurrent_fn, 25, generator=torch.Generator(), **kw,
+                  invalid_actions=invalid)  # fmt: skip
     assert (masked.visit_counts[:, 3:] == 0).all()
 
 
@@ -345,7 +410,7 @@ def test_zero_simulations():
     model = TableModel(17, 4)
     root = model.root(states(9, 5))
     noise = torch.randn(5, 4)
-    out = search(root, model.recurrent_fn, 0, gumbel_noise=noise)
+    out = gumbel(root, model.recurrent_fn, 0, gumbel_noise=noise)
     assert torch.equal(out.action, (noise + root.prior_logits).argmax(1))
     assert (out.visit_counts == 0).all()
     torch.testing.assert_close(out.root_value, root.value)
@@ -379,11 +444,13 @@ def test_nested_embeddings_and_torch_gather_path(method, monkeypatch):
     model = NestedTable(18, 5)
     st = states(10, 6)
     noise = torch.randn(6, 5)
-    plain = search(model.root(st), model.recurrent_fn, 30, method=method, gumbel_noise=noise)
-    nested = search(model.nested_root(st), model.nested_fn, 30, method=method, gumbel_noise=noise)
+    search = SEARCHES[method]
+    kw = {"gumbel_noise": noise} if method == "gumbel" else {}
+    plain = search(model.root(st), model.recurrent_fn, 30, **kw)
+    nested = search(model.nested_root(st), model.nested_fn, 30, **kw)
     assert_same(plain, nested)
     monkeypatch.setattr(mcts, "_host_store", lambda leaves: False)  # the device (torch) path
-    device = search(model.nested_root(st), model.nested_fn, 30, method=method, gumbel_noise=noise)
+    device = search(model.nested_root(st), model.nested_fn, 30, **kw)
     assert_same(plain, device)
 
 
@@ -394,44 +461,64 @@ def test_float64_and_strided_outputs():
     def fn64(emb, actions):
         step, nxt = model.recurrent_fn(emb, actions)
         wide = torch.cat([step.prior_logits.double(), torch.zeros(5, 3, dtype=torch.float64)], 1)
-        return Step(step.reward.double(), wide[:, :4], step.value.double()), nxt
+        return Step(step.reward.double(), step.discount, wide[:, :4], step.value.double()), nxt
 
     noise = torch.randn(5, 4)
-    for method in ("gumbel", "puct"):
-        a = search(model.root(st), model.recurrent_fn, 20, method=method, gumbel_noise=noise)
-        b = search(model.root(st), fn64, 20, method=method, gumbel_noise=noise)
-        assert_same(a, b)
+    a = puct(model.root(st), model.recurrent_fn, 20)
+    b = puct(model.root(st), fn64, 20)
+    assert_same(a, b)
+    a = gumbel(model.root(st), model.recurrent_fn, 20, gumbel_noise=noise)
+    b = gumbel(model.root(st), fn64, 20, gumbel_noise=noise)
+    assert_same(a, b)
 
 
 def test_errors():
     model = TableModel(20, 3)
     root = model.root(states(12, 2))
-    with pytest.raises(ValueError, match="method"):
-        search(root, model.recurrent_fn, 4, method="ucb")
     with pytest.raises(ValueError, match="rescale"):
-        search(root, model.recurrent_fn, 4, rescale="global")
+        GumbelParams(rescale="global")
+    with pytest.raises(ValueError, match="max_considered_actions"):
+        GumbelParams(max_considered_actions=0)
+    with pytest.raises(ValueError, match="dirichlet_fraction"):
+        PuctParams(dirichlet_fraction=1.5)
+    with pytest.raises(ValueError, match="pb_c_base"):
+        PuctParams(pb_c_base=0.0)
+    with pytest.raises(ValueError, match="value_delta_max"):
+        PuctParams(value_delta_max=float("nan"))
+    with pytest.raises(TypeError, match="PuctParams"):
+        puct(root, model.recurrent_fn, 4, params=GumbelParams())
+    with pytest.raises(TypeError, match="GumbelParams"):
+        gumbel(root, model.recurrent_fn, 4, params=PuctParams())
     with pytest.raises(ValueError, match="at least one valid"):
-        search(root, model.recurrent_fn, 4, invalid_actions=torch.ones(2, 3, dtype=torch.bool))
+        gumbel(root, model.recurrent_fn, 4, invalid_actions=torch.ones(2, 3, dtype=torch.bool))
     with pytest.raises(ValueError, match="invalid_actions"):
-        search(root, model.recurrent_fn, 4, invalid_actions=torch.zeros(2, 4, dtype=torch.bool))
+        puct(root, model.recurrent_fn, 4, invalid_actions=torch.zeros(2, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="prior_logits"):
-        search(Root(torch.zeros(3), torch.zeros(3), torch.zeros(3)), model.recurrent_fn, 4)
+        gumbel(Root(torch.zeros(3), torch.zeros(3), torch.zeros(3)), model.recurrent_fn, 4)
     with pytest.raises(ValueError, match="num_simulations"):
-        search(root, model.recurrent_fn, -1)
+        puct(root, model.recurrent_fn, -1)
 
     def bad_shape(emb, actions):
         step, nxt = model.recurrent_fn(emb, actions)
-        return Step(step.reward, step.prior_logits[:, :2], step.value), nxt
+        return Step(step.reward, step.discount, step.prior_logits[:, :2], step.value), nxt
 
     with pytest.raises(ValueError, match="prior_logits"):
-        search(root, bad_shape, 4)
+        gumbel(root, bad_shape, 4)
+
+    def bad_discount(emb, actions):
+        step, nxt = model.recurrent_fn(emb, actions)
+        return Step(step.reward, step.discount[:1], step.prior_logits, step.value), nxt
+
+    for search in (puct, gumbel):
+        with pytest.raises(ValueError, match="discount"):
+            search(root, bad_discount, 4)
 
     def bad_embedding(emb, actions):
         step, nxt = model.recurrent_fn(emb, actions)
         return step, nxt.float()
 
     with pytest.raises(ValueError, match="embedding"):
-        search(root, bad_embedding, 4)
+        gumbel(root, bad_embedding, 4)
 
 
 def test_nested_and_threaded_searches_do_not_share_scratch():
@@ -440,20 +527,20 @@ def test_nested_and_threaded_searches_do_not_share_scratch():
     model = TableModel(21, 5)
     st = states(13, 6)
     noise = torch.randn(6, 5)
-    alone = search(model.root(st), model.recurrent_fn, 30, gumbel_noise=noise)
+    alone = gumbel(model.root(st), model.recurrent_fn, 30, gumbel_noise=noise)
 
     def nesting_fn(emb, actions):
         inner = TableModel(22, 3)
-        search(inner.root(states(14, 9)), inner.recurrent_fn, 12, method="puct")
+        puct(inner.root(states(14, 9)), inner.recurrent_fn, 12)
         return model.recurrent_fn(emb, actions)
 
-    nested = search(model.root(st), nesting_fn, 30, gumbel_noise=noise)
+    nested = gumbel(model.root(st), nesting_fn, 30, gumbel_noise=noise)
     assert_same(alone, nested)
 
     results = [None] * 4
 
     def worker(i):
-        results[i] = search(model.root(st), model.recurrent_fn, 30, gumbel_noise=noise)
+        results[i] = gumbel(model.root(st), model.recurrent_fn, 30, gumbel_noise=noise)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
     for t in threads:
@@ -480,7 +567,7 @@ GOLDEN_GUMBEL = {
 
 
 def golden_case():
-    model = TableModel(2024, 5)
+    model = TableModel(2024, 5, discount=0.95)
     st = torch.tensor([3, 41, 77])
     noise = torch.from_numpy(np.random.default_rng(2024).gumbel(size=(3, 5))).float()
     invalid = torch.tensor([[False] * 5, [False, True, False, True, False], [True] * 4 + [False]])
@@ -490,10 +577,8 @@ def golden_case():
 @pytest.mark.parametrize(("method", "golden"), [("puct", GOLDEN_PUCT), ("gumbel", GOLDEN_GUMBEL)])
 def test_golden_values(method, golden):
     model, st, noise, invalid = golden_case()
-    out = search(
-        model.root(st), model.recurrent_fn, 24, method=method, discount=0.95,
-        gumbel_noise=noise, invalid_actions=invalid,
-    )  # fmt: skip
+    kw = {"gumbel_noise": noise} if method == "gumbel" else {}
+    out = SEARCHES[method](model.root(st), model.recurrent_fn, 24, invalid_actions=invalid, **kw)
     assert out.visit_counts.tolist() == golden["visits"]
     assert out.action.tolist() == golden["action"]
     np.testing.assert_allclose(out.root_value.numpy(), golden["root_value"], rtol=1e-6)
@@ -521,12 +606,14 @@ def test_continuous_control_over_candidate_slots(method):
         reward = -((act - target) ** 2).sum(1)
         state = emb["state"] + 1.0
         nxt = {"state": state, "candidates": sample(state)}
-        return Step(reward, torch.zeros(slot.shape[0], K), torch.zeros(slot.shape[0])), nxt
+        n = slot.shape[0]
+        return Step(reward, torch.zeros(n), torch.zeros(n, K), torch.zeros(n)), nxt
 
     state = torch.rand(B, 1, generator=gen)
     cands = torch.rand(B, K, D, generator=gen) * 2 - 1
     root = Root(torch.zeros(B, K), torch.zeros(B), {"state": state, "candidates": cands})
-    out = search(root, recurrent_fn, 200, method=method, discount=0.0, gumbel_scale=0.0)
+    kw = {"params": GumbelParams(gumbel_scale=0.0)} if method == "gumbel" else {}
+    out = SEARCHES[method](root, recurrent_fn, 200, **kw)
     rewards = -((cands - target) ** 2).sum(2)
     visited = out.visit_counts > 0
     torch.testing.assert_close(out.qvalues[visited], rewards[visited])

@@ -17,13 +17,13 @@ from numba import carray, njit
 from frugal.search.lowlevel import as_voidptr
 
 (
-    CHILDREN, EDGES, RAW_VALUE, PARENT, ACTION, ROOT,  # the tree, in Tree.arrays() order
+    CHILDREN, EDGES, RAW_VALUE, DISCOUNT, PARENT, ACTION, ROOT,  # the tree, as Tree.arrays()
     INVALID, SELECTION, PARAMS,
     STORE, LEAF_NBYTES, LEAF_OFF, LEAF_PTRS, BATCH_BASE,  # embedding byte store (HostEmbeddings)
     MINMAX, RNG,  # pUCT
     GUMBEL, TABLE, NUM_CONSIDERED,  # Gumbel
     ROWS,
-) = range(20)  # fmt: skip
+) = range(21)  # fmt: skip
 MAX_DIMS = 4
 
 
@@ -64,11 +64,12 @@ def view4(frame, slot, dtype):
 
 @njit(cache=True, inline="always")
 def tree_views(frame):
-    """(children, edges, raw_value, parent, action, root), as in Tree."""
+    """(children, edges, raw_value, discount, parent, action, root), as in Tree."""
     return (
         view3(frame, CHILDREN, np.int32),
         view4(frame, EDGES, np.float64),
         view2(frame, RAW_VALUE, np.float64),
+        view2(frame, DISCOUNT, np.float64),
         view2(frame, PARENT, np.int32),
         view2(frame, ACTION, np.int32),
         view2(frame, ROOT, np.float64),

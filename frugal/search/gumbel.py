@@ -35,7 +35,7 @@ from frugal.search.frame import (
     view2,
     view3,
 )
-from frugal.search.lowlevel import f32_at, gather_embedding, store_new_embeddings
+from frugal.search.lowlevel import gather_embedding, store_new_embeddings
 from frugal.search.tree import (
     PRIOR,
     PROB,
@@ -43,7 +43,7 @@ from frugal.search.tree import (
     ROOT_VISITS,
     VISITS,
     Q,
-    expand_and_backup,
+    expand_new_nodes,
     normalize,
 )
 
@@ -53,7 +53,7 @@ RESCALE_EPSILON = 1e-8
 LOW_LOGIT = -1e9  # mctx's floor on g + logits + sigma before masking non-considered actions
 
 # Layout of the float64 `params` array handed to the kernels.
-P_DISCOUNT, P_C_VISIT, P_C_SCALE, P_TREE_RESCALE, P_VALUE_DELTA_MAX = range(5)
+P_C_VISIT, P_C_SCALE, P_TREE_RESCALE, P_VALUE_DELTA_MAX = range(4)
 
 
 @njit(cache=True, inline="always")
@@ -172,42 +172,23 @@ def select_leaf(b, s, children, edges, raw_value, invalid, minmax, gumbel, table
 
 @njit(cache=True)
 def simulate(
-    s, children, edges, raw_value, parent, action, root, invalid, minmax, gumbel, table,
-    num_considered, params, r_ptr, r_stride, v_ptr, v_stride, l_ptr, l_stride0, l_stride1,
-    sel_flat, sel_action, store, leaf_nbytes, leaf_off, leaf_ptrs, batch_base,
+    s, children, edges, raw_value, discount, parent, action, root, invalid, minmax, gumbel,
+    table, num_considered, params, r_ptr, r_stride, d_ptr, d_stride, d_wide, v_ptr, v_stride,
+    l_ptr, l_stride0, l_stride1, sel_flat, sel_action, store, leaf_nbytes, leaf_off, leaf_ptrs,
+    batch_base,
 ):  # fmt: skip
     """Same contract as `puct.simulate`: expand + back up simulation s - 1, select simulation s."""
     num_roots, num_nodes, num_actions = children.shape
     num_sims = sel_action.shape[0]
-    discount = params[P_DISCOUNT]
     sigma = np.empty(num_actions, dtype=np.float64)
     track_minmax = params[P_TREE_RESCALE] != 0.0
     store_new_embeddings(store, s, leaf_ptrs, leaf_nbytes, leaf_off)  # s = 0: the roots
     if s > 0:
-        node = s
-        rewards = f32_at(r_ptr, (num_roots - 1) * r_stride + 1)
-        values = f32_at(v_ptr, (num_roots - 1) * v_stride + 1)
-        logits = f32_at(l_ptr, (num_roots - 1) * l_stride0 + (num_actions - 1) * l_stride1 + 1)
-        for b in range(num_roots):
-            base = b * l_stride0
-            top = -np.inf
-            for a in range(num_actions):
-                x = np.float64(logits[base + a * l_stride1])
-                edges[b, node, a, PRIOR] = x
-                top = max(top, x)
-            total = 0.0
-            for a in range(num_actions):
-                e = math.exp(edges[b, node, a, PRIOR] - top)
-                edges[b, node, a, PROB] = e
-                total += e
-            for a in range(num_actions):
-                edges[b, node, a, PROB] /= total
-                children[b, node, a] = -1
-            expand_and_backup(
-                b, node, sel_flat[s - 1, b] - b * num_nodes, sel_action[s - 1, b],
-                np.float64(rewards[b * r_stride]), np.float64(values[b * v_stride]), discount,
-                children, edges, raw_value, parent, action, root, minmax, track_minmax,
-            )  # fmt: skip
+        expand_new_nodes(
+            s, sel_flat[s - 1], sel_action[s - 1], r_ptr, r_stride, d_ptr, d_stride, d_wide,
+            v_ptr, v_stride, l_ptr, l_stride0, l_stride1, children, edges, raw_value, discount,
+            parent, action, root, minmax, True, track_minmax,
+        )  # fmt: skip
     if s < num_sims:
         for b in range(num_roots):
             p, a = select_leaf(b, s, children, edges, raw_value, invalid, minmax, gumbel,
@@ -218,25 +199,28 @@ def simulate(
 
 
 @njit(cache=True)
-def simulate_frame(s, frame, r_ptr, r_stride, v_ptr, v_stride, l_ptr, l_stride0, l_stride1):
+def simulate_frame(
+    s, frame, r_ptr, r_stride, d_ptr, d_stride, d_wide, v_ptr, v_stride, l_ptr, l_stride0,
+    l_stride1,
+):  # fmt: skip
     """`simulate` on the arrays described by `frame` (see frame.py): the search loop's call."""
-    children, edges, raw_value, parent, action, root = tree_views(frame)
+    children, edges, raw_value, discount, parent, action, root = tree_views(frame)
     store, leaf_nbytes, leaf_off, leaf_ptrs, batch_base = store_views(frame)
     sel = view3(frame, SELECTION, np.int64)  # [S, 2, B]: flat parent index, action
     simulate(
-        s, children, edges, raw_value, parent, action, root, view2(frame, INVALID, np.bool_),
-        view2(frame, MINMAX, np.float64), view2(frame, GUMBEL, np.float64),
-        view2(frame, TABLE, np.int32),
+        s, children, edges, raw_value, discount, parent, action, root,
+        view2(frame, INVALID, np.bool_), view2(frame, MINMAX, np.float64),
+        view2(frame, GUMBEL, np.float64), view2(frame, TABLE, np.int32),
         view1(frame, NUM_CONSIDERED, np.int32), view1(frame, PARAMS, np.float64), r_ptr,
-        r_stride, v_ptr, v_stride, l_ptr, l_stride0, l_stride1, sel[:, 0], sel[:, 1], store,
-        leaf_nbytes, leaf_off, leaf_ptrs, batch_base,
+        r_stride, d_ptr, d_stride, d_wide, v_ptr, v_stride, l_ptr, l_stride0, l_stride1,
+        sel[:, 0], sel[:, 1], store, leaf_nbytes, leaf_off, leaf_ptrs, batch_base,
     )  # fmt: skip
 
 
 @njit(cache=True)
 def finish_frame(frame, visit_counts, qvalues, weights, root_value, action):
     """`finish` on the arrays described by `frame`."""
-    children, edges, raw_value, _, _, root = tree_views(frame)
+    children, edges, raw_value, _, _, _, root = tree_views(frame)
     finish(
         children, edges, raw_value, root, view2(frame, INVALID, np.bool_),
         view2(frame, MINMAX, np.float64), view2(frame, GUMBEL, np.float64),

@@ -35,6 +35,12 @@ def f32_at(address, length):
 
 
 @njit(cache=True)
+def f64_at(address, length):
+    """float64 [length] view of the memory at `address`."""
+    return carray(as_voidptr(address), (length,), np.float64)
+
+
+@njit(cache=True)
 def next_random(state, i):
     """SplitMix64 step of root i's generator state (uint64 [B]); returns a uint64."""
     z = state[i] + _SPLITMIX_GAMMA

@@ -23,12 +23,12 @@ from frugal.search import workspace
 from frugal.search.embeddings import DeviceEmbeddings, flatten, fresh
 from frugal.search.plan import plan_for
 from frugal.search.tree import Tree, init_roots
-from frugal.search.types import Root, SearchOutput, Step
+from frugal.search.types import GumbelParams, PuctParams, Root, SearchOutput, Step
 
 RecurrentFn = Callable[[Any, torch.Tensor], tuple[Step, Any]]
 
 METHODS = ("gumbel", "puct")
-RESCALES = ("node", "tree")
+RESCALES = GumbelParams.RESCALES
 _NO_NOISE = np.zeros((0, 0), dtype=np.float64)
 
 
@@ -53,67 +53,35 @@ def search(
     dirichlet_fraction: float = 0.0,
     value_delta_max: float = 0.01,
 ) -> SearchOutput:
-    """Run `num_simulations` (S) simulations from each of the B roots.
-
-    root: prior_logits [B, A], value [B], embedding (tensor or nest of tensors, leading dim B).
-    recurrent_fn(embedding, action) -> (Step(reward [B], prior_logits [B, A], value [B]),
-        next embedding): called exactly S times, each time on one batch of B embeddings (one
-        node per root) and long actions [B] on the embedding's device. Its inputs are fresh
-        tensors (it may keep them); its outputs are copied, so it may reuse its own buffers.
-        The next embedding must match the root's structure, shapes and dtypes.
-    method: "gumbel" (Gumbel MuZero: Gumbel-top-m + sequential halving at the root, completed-Q
-        improved policy below) or "puct" (EfficientZero V1 pUCT with min-max normalised Q).
-    discount: per-step discount of rewards and values.
-    invalid_actions: bool [B, A], True = illegal at the root (never visited, weight 0). Every
-        root needs at least one legal action. Below the root all actions are legal.
-    generator: draws the Gumbel / Dirichlet noise and breaks pUCT ties at random. None: noise from
-        torch's global generator, ties to the first index.
-
-    Gumbel only:
-      gumbel_noise: float [B, A] noise to use as g instead of drawing gumbel_scale * Gumbel(0, 1).
-      gumbel_scale: 0 makes the search deterministic.
-      max_considered_actions: m = min(this, number of valid actions) actions enter halving.
-      c_visit, c_scale: sigma(q) = (c_visit + max N) * c_scale * q on min-max rescaled Q.
-      rescale: "node" (mctx: min-max of the node's completed Q) or "tree" (EfficientZero V2's
-        released search: min-max of all Q seen in the root's tree, as pUCT normalises).
-    pUCT only:
-      pb_c_init, pb_c_base: exploration constants.
-      dirichlet_alpha, dirichlet_fraction: root prior = (1 - f) P + f Dir(alpha) (valid actions).
-    pUCT and Gumbel "tree":
-      value_delta_max: floor of the min-max range used to normalise Q.
-
-    Returns SearchOutput (see its docstring); tensors on the device of root.prior_logits.
-
-    Tree arithmetic is float64; network outputs are read as float32. Runs under no_grad. Safe
-    from several threads and from inside a recurrent_fn (each gets its own scratch memory).
-    """
+    """Deprecated: `frugal.search.puct` or `frugal.search.gumbel` with a constant `discount`
+    (float64, so the results are those of the new functions with Step.discount = discount)
+    filled into every Step that recurrent_fn returns without one. Kept until its last caller
+    moves to the new API."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if method == "gumbel" and max_considered_actions < 1:
-        raise ValueError(f"max_considered_actions must be >= 1, got {max_considered_actions}")
-    if rescale not in RESCALES:
-        raise ValueError(f"rescale must be one of {RESCALES}, got {rescale!r}")
+    if method == "gumbel":
+        params = GumbelParams(
+            gumbel_scale=gumbel_scale, max_considered_actions=max_considered_actions,
+            c_visit=c_visit, c_scale=c_scale, rescale=rescale, value_delta_max=value_delta_max,
+        )  # fmt: skip
+    else:
+        params = PuctParams(
+            pb_c_init=pb_c_init, pb_c_base=pb_c_base, dirichlet_alpha=dirichlet_alpha,
+            dirichlet_fraction=dirichlet_fraction, value_delta_max=value_delta_max,
+        )  # fmt: skip
+    constant = torch.full((root.prior_logits.shape[0],), float(discount), dtype=torch.float64)
+
+    def with_discount(embedding, action):
+        step, nxt = recurrent_fn(embedding, action)
+        if isinstance(step, Step) and step.discount is None:
+            step = Step(step.reward, constant, step.prior_logits, step.value)
+        return step, nxt
+
     with torch.set_grad_enabled(False), workspace.level():
         out, _ = run(
-            root,
-            recurrent_fn,
-            num_simulations,
-            method=method,
-            discount=discount,
-            invalid_actions=invalid_actions,
-            generator=generator,
-            gumbel_noise=gumbel_noise,
-            gumbel_scale=gumbel_scale,
-            max_considered_actions=max_considered_actions,
-            c_visit=c_visit,
-            c_scale=c_scale,
-            rescale=rescale,
-            pb_c_init=pb_c_init,
-            pb_c_base=pb_c_base,
-            dirichlet_alpha=dirichlet_alpha,
-            dirichlet_fraction=dirichlet_fraction,
-            value_delta_max=value_delta_max,
-        )
+            root, with_discount, num_simulations, params, invalid_actions=invalid_actions,
+            generator=generator, gumbel_noise=gumbel_noise,
+        )  # fmt: skip
     return out
 
 
@@ -238,9 +206,26 @@ def _on_cpu(generator: torch.Generator | None) -> bool:
     return generator is None or generator.device.type == "cpu"
 
 
+def _discount_pointer(d: Any, num_roots: int):
+    """(keepalive, address, stride, wide) of Step.discount on the CPU: float64 as it is, other
+    dtypes as float32."""
+    if not isinstance(d, torch.Tensor) or d.shape != (num_roots,):
+        got = tuple(d.shape) if isinstance(d, torch.Tensor) else type(d).__name__
+        raise ValueError(
+            f"recurrent_fn's Step must hold discount [B] with B={num_roots}, got {got}"
+        )
+    if d.dtype is torch.float64:
+        d = d.cpu()
+        return d, d.data_ptr(), d.stride(0), 1
+    if not d.is_cpu or d.dtype is not torch.float32:
+        d = d.to("cpu", torch.float32)
+    return d, d.data_ptr(), d.stride(0), 0
+
+
 def _net_pointers(step: Any, num_roots: int, num_actions: int):
-    """(keepalive, r_ptr, r_stride, v_ptr, v_stride, l_ptr, l_stride0, l_stride1) of float32 CPU
-    views of recurrent_fn's outputs; device outputs travel in one packed transfer."""
+    """(keepalive, r_ptr, r_stride, d_ptr, d_stride, d_wide, v_ptr, v_stride, l_ptr, l_stride0,
+    l_stride1) of CPU views of recurrent_fn's outputs (float32; the discount float64 or float32,
+    d_wide says which); device outputs travel in one packed transfer (the discount apart)."""
     if not isinstance(step, Step):
         raise TypeError(f"recurrent_fn must return (Step, embedding), got {type(step).__name__}")
     r, v, lg = step.reward, step.value, step.prior_logits
@@ -250,6 +235,7 @@ def _net_pointers(step: Any, num_roots: int, num_actions: int):
             f"B={num_roots}, A={num_actions}; got {tuple(r.shape)}, {tuple(v.shape)}, "
             f"{tuple(lg.shape)}"
         )
+    d, d_ptr, d_stride, d_wide = _discount_pointer(step.discount, num_roots)
     if r.is_cpu and v.is_cpu and lg.is_cpu:
         if r.dtype is not torch.float32:
             r = r.float()
@@ -259,13 +245,14 @@ def _net_pointers(step: Any, num_roots: int, num_actions: int):
             lg = lg.float()
         ls0, ls1 = lg.stride()
         return (
-            (r, v, lg),
-            r.data_ptr(), r.stride(0), v.data_ptr(), v.stride(0), lg.data_ptr(), ls0, ls1,
+            (r, v, lg, d),
+            r.data_ptr(), r.stride(0), d_ptr, d_stride, d_wide, v.data_ptr(), v.stride(0),
+            lg.data_ptr(), ls0, ls1,
         )  # fmt: skip
     packed = torch.cat((r.reshape(num_roots, 1), v.reshape(num_roots, 1), lg), 1)
     packed = packed.to("cpu", torch.float32).contiguous()
     base, width = packed.data_ptr(), num_actions + 2
-    return packed, base, width, base + 4, width, base + 8, width, 1
+    return (packed, d), base, width, d_ptr, d_stride, d_wide, base + 4, width, base + 8, width, 1
 
 
 def _outputs(plan, root: Root) -> SearchOutput:
@@ -291,7 +278,7 @@ def _outputs(plan, root: Root) -> SearchOutput:
     )
 
 
-_NO_NET = (0, 0, 0, 0, 0, 0, 0)
+_NO_NET = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
 
 
 def _single_host_loop(kernel, frame, store, recurrent_fn, sel_t, num_actions) -> None:
@@ -302,7 +289,8 @@ def _single_host_loop(kernel, frame, store, recurrent_fn, sel_t, num_actions) ->
     batches = store.rows[0]
     ptrs = store.leaf_ptrs
     shape, dtype = store.leaf_shape, store.leaf_dtype
-    b_shape, l_shape, f32 = (num_roots,), (num_roots, num_actions), torch.float32
+    b_shape, l_shape = (num_roots,), (num_roots, num_actions)
+    f32, f64 = torch.float32, torch.float64
     kernel(0, frame, *_NO_NET)
     for s in range(num_sims):
         step, nxt = recurrent_fn(batches[s], actions[s])
@@ -317,21 +305,25 @@ def _single_host_loop(kernel, frame, store, recurrent_fn, sel_t, num_actions) ->
         else:
             store.put(nxt)
         if type(step) is Step:
-            r, v, lg = step.reward, step.value, step.prior_logits
+            r, d, v, lg = step.reward, step.discount, step.value, step.prior_logits
             if (
                 r.dtype is f32
                 and v.dtype is f32
                 and lg.dtype is f32
+                and type(d) is torch.Tensor
+                and (d.dtype is f32 or d.dtype is f64)
                 and r.is_cpu
+                and d.is_cpu
                 and v.is_cpu
                 and lg.is_cpu
                 and r.shape == b_shape
+                and d.shape == b_shape
                 and v.shape == b_shape
                 and lg.shape == l_shape
             ):
                 kernel(
-                    s + 1, frame, r.data_ptr(), *r.stride(), v.data_ptr(), *v.stride(),
-                    lg.data_ptr(), *lg.stride(),
+                    s + 1, frame, r.data_ptr(), *r.stride(), d.data_ptr(), *d.stride(),
+                    d.dtype is f64, v.data_ptr(), *v.stride(), lg.data_ptr(), *lg.stride(),
                 )  # fmt: skip
                 continue
         net = _net_pointers(step, num_roots, num_actions)
@@ -370,48 +362,46 @@ def run(
     root: Root,
     recurrent_fn: RecurrentFn,
     num_simulations: int,
+    params: PuctParams | GumbelParams,
     *,
-    method: str,
-    discount: float,
-    invalid_actions,
-    generator,
-    gumbel_noise,
-    gumbel_scale: float,
-    max_considered_actions: int,
-    c_visit: float,
-    c_scale: float,
-    rescale: str,
-    pb_c_init: float,
-    pb_c_base: float,
-    dirichlet_alpha: float,
-    dirichlet_fraction: float,
-    value_delta_max: float,
+    invalid_actions=None,
+    generator=None,
+    gumbel_noise=None,
 ) -> tuple[SearchOutput, Tree]:
-    """`search` without the no_grad wrapper; also returns the tree (for tests and debugging)."""
+    """The search without the no_grad wrapper, its method given by the params' type; also
+    returns the tree (for tests and debugging)."""
     num_roots, num_actions = _check_root(root, num_simulations)
     S = num_simulations
-    gumbel = method == "gumbel"
+    gumbel = isinstance(params, GumbelParams)
     if gumbel:
+        method = "gumbel"
+        max_considered = params.max_considered_actions
         constants = (
-            discount, c_visit, c_scale, int(max_considered_actions), rescale == "tree",
-            value_delta_max,
+            params.c_visit, params.c_scale, max_considered, params.rescale == "tree",
+            params.value_delta_max,
         )  # fmt: skip
+    elif isinstance(params, PuctParams):
+        method = "puct"
+        max_considered = 0
+        constants = (params.pb_c_init, params.pb_c_base, params.value_delta_max,
+                     generator is not None)  # fmt: skip
     else:
-        constants = (discount, pb_c_init, pb_c_base, value_delta_max, generator is not None)
+        raise TypeError(f"params must be PuctParams or GumbelParams, got {type(params).__name__}")
     emb = root.embedding
     leaves = [emb] if type(emb) is torch.Tensor else flatten(emb)[0]
     plan = plan_for(method, num_roots, S, num_actions, emb, _host_store(leaves), constants)
     tree, invalid = plan.tree, plan.invalid
     logits, value = _root_array(root.prior_logits), _root_array(root.value)
     _fill_invalid(invalid, invalid_actions)
-    use_noise = not gumbel and dirichlet_fraction > 0.0
-    noise = _dirichlet(dirichlet_alpha, ~invalid, generator) if use_noise else _NO_NOISE
+    fraction = 0.0 if gumbel else params.dirichlet_fraction
+    use_noise = fraction > 0.0
+    noise = _dirichlet(params.dirichlet_alpha, ~invalid, generator) if use_noise else _NO_NOISE
     init_roots(
-        *tree.arrays(), logits, value, invalid, noise, dirichlet_fraction if use_noise else 0.0,
-        gumbel, int(max_considered_actions), plan.num_considered, plan.minmax,
+        *tree.arrays(), logits, value, invalid, noise, fraction, gumbel, max_considered,
+        plan.num_considered, plan.minmax,
     )  # fmt: skip
     if gumbel:
-        _fill_gumbel(plan.gumbel, gumbel_noise, gumbel_scale, generator)
+        _fill_gumbel(plan.gumbel, gumbel_noise, params.gumbel_scale, generator)
     else:
         _fill_seeds(plan.rng, generator)
 

@@ -56,9 +56,9 @@ class Plan:
 def plan_for(method: str, num_roots: int, num_sims: int, num_actions: int, embedding: Any,
              on_host: bool, constants: tuple[float, ...]) -> Plan:  # fmt: skip
     """The cached Plan for this search, built on first use. on_host: whether the embeddings go
-    to the byte store; constants: the method's scalar parameters (pUCT: discount, pb_c_init,
-    pb_c_base, value_delta_max, random ties; Gumbel: discount, c_visit, c_scale,
-    max_considered_actions, tree rescaling, value_delta_max)."""
+    to the byte store; constants: the method's scalar parameters (pUCT: pb_c_init, pb_c_base,
+    value_delta_max, random ties; Gumbel: c_visit, c_scale, max_considered_actions, tree
+    rescaling, value_delta_max)."""
     key = (method, num_roots, num_sims, num_actions, signature(embedding), on_host, constants)
     plan = workspace.cached(key)
     if plan is None:
@@ -72,9 +72,9 @@ def _build(method, num_roots, num_sims, num_actions, embedding, on_host, constan
     kernels = gumbel_kernels if gumbel else puct_kernels
     tree = Tree.allocate(num_roots, num_sims + 1, num_actions, kernels.NUM_FIELDS)
     if gumbel:
-        discount, c_visit, c_scale, max_considered, tree_rescale, value_delta_max = constants
+        c_visit, c_scale, max_considered, tree_rescale, value_delta_max = constants
         params = np.array(
-            [discount, c_visit, c_scale, float(tree_rescale), value_delta_max], dtype=np.float64
+            [c_visit, c_scale, float(tree_rescale), value_delta_max], dtype=np.float64
         )
         table = considered_visits_table(max_considered, num_sims)
     else:

@@ -29,27 +29,22 @@ from frugal.search.frame import (
     view2,
     view3,
 )
-from frugal.search.lowlevel import (
-    f32_at,
-    gather_embedding,
-    random_below,
-    store_new_embeddings,
-)
-from frugal.search.tree import PRIOR, ROOT_VISITS, VISITS, Q, expand_and_backup, normalize
+from frugal.search.lowlevel import gather_embedding, random_below, store_new_embeddings
+from frugal.search.tree import PRIOR, ROOT_VISITS, VISITS, Q, expand_new_nodes, normalize
 
 TIE_EPSILON = 1e-6
 NUM_FIELDS = 5  # VISITS, VALUE_SUM, REWARD, Q, PRIOR
 
 # Layout of the float64 `params` array handed to the kernels: scalars, then the exploration
 # factor pb_c(n) for n = 0..S, then sqrt(n) for n = 0..S (see `make_params`).
-P_DISCOUNT, P_PB_C_INIT, P_PB_C_BASE, P_VALUE_DELTA_MAX, P_RANDOM_TIES, P_TABLES = range(6)
+P_PB_C_INIT, P_PB_C_BASE, P_VALUE_DELTA_MAX, P_RANDOM_TIES, P_TABLES = range(5)
 
 
-def make_params(num_sims, discount, pb_c_init, pb_c_base, value_delta_max, random_ties):
+def make_params(num_sims, pb_c_init, pb_c_base, value_delta_max, random_ties):
     """float64 params with the per-visit-count tables (same libm calls as inline code)."""
     pb_c = [math.log((n + pb_c_base + 1.0) / pb_c_base) + pb_c_init for n in range(num_sims + 1)]
     roots = [math.sqrt(n) for n in range(num_sims + 1)]
-    head = [discount, pb_c_init, pb_c_base, value_delta_max, 1.0 if random_ties else 0.0]
+    head = [pb_c_init, pb_c_base, value_delta_max, 1.0 if random_ties else 0.0]
     return np.array(head + pb_c + roots, dtype=np.float64)
 
 
@@ -121,44 +116,27 @@ def select_leaf(b, children, edges, invalid, minmax, rng, params, ties):
 
 @njit(cache=True)
 def simulate(
-    s, children, edges, raw_value, parent, action, root, invalid, minmax, rng, params,
-    r_ptr, r_stride, v_ptr, v_stride, l_ptr, l_stride0, l_stride1,
+    s, children, edges, raw_value, discount, parent, action, root, invalid, minmax, rng, params,
+    r_ptr, r_stride, d_ptr, d_stride, d_wide, v_ptr, v_stride, l_ptr, l_stride0, l_stride1,
     sel_flat, sel_action, store, leaf_nbytes, leaf_off, leaf_ptrs, batch_base,
 ):  # fmt: skip
     """One kernel call per simulation boundary: for s >= 1, expand node s with the network
-    outputs of simulation s - 1 (float32 at the given addresses/strides) and back it up; then,
+    outputs of simulation s - 1 (at the given addresses/strides, see expand_new_nodes) and back
+    it up; then,
     for s < S, select simulation s's leaf edge in every root into sel_flat[s] (b * N + parent)
     and sel_action[s], and gather the parents' embeddings into the batch tensors at batch_base when
     they live in `store` (no leaves: the caller gathers with torch).
     """
     num_roots, num_nodes, num_actions = children.shape
     num_sims = sel_action.shape[0]
-    discount = params[P_DISCOUNT]
     ties = np.empty(num_actions, dtype=np.int64)
     store_new_embeddings(store, s, leaf_ptrs, leaf_nbytes, leaf_off)  # s = 0: the roots
     if s > 0:
-        node = s
-        rewards = f32_at(r_ptr, (num_roots - 1) * r_stride + 1)
-        values = f32_at(v_ptr, (num_roots - 1) * v_stride + 1)
-        logits = f32_at(l_ptr, (num_roots - 1) * l_stride0 + (num_actions - 1) * l_stride1 + 1)
-        for b in range(num_roots):
-            base = b * l_stride0
-            top = -np.inf
-            for a in range(num_actions):
-                top = max(top, np.float64(logits[base + a * l_stride1]))
-            total = 0.0
-            for a in range(num_actions):
-                e = math.exp(np.float64(logits[base + a * l_stride1]) - top)
-                edges[b, node, a, PRIOR] = e
-                total += e
-            for a in range(num_actions):
-                edges[b, node, a, PRIOR] /= total
-                children[b, node, a] = -1
-            expand_and_backup(
-                b, node, sel_flat[s - 1, b] - b * num_nodes, sel_action[s - 1, b],
-                np.float64(rewards[b * r_stride]), np.float64(values[b * v_stride]), discount,
-                children, edges, raw_value, parent, action, root, minmax, True,
-            )  # fmt: skip
+        expand_new_nodes(
+            s, sel_flat[s - 1], sel_action[s - 1], r_ptr, r_stride, d_ptr, d_stride, d_wide,
+            v_ptr, v_stride, l_ptr, l_stride0, l_stride1, children, edges, raw_value, discount,
+            parent, action, root, minmax, False, True,
+        )  # fmt: skip
     if s < num_sims:
         for b in range(num_roots):
             p, a = select_leaf(b, children, edges, invalid, minmax, rng, params, ties)
@@ -168,15 +146,19 @@ def simulate(
 
 
 @njit(cache=True)
-def simulate_frame(s, frame, r_ptr, r_stride, v_ptr, v_stride, l_ptr, l_stride0, l_stride1):
+def simulate_frame(
+    s, frame, r_ptr, r_stride, d_ptr, d_stride, d_wide, v_ptr, v_stride, l_ptr, l_stride0,
+    l_stride1,
+):  # fmt: skip
     """`simulate` on the arrays described by `frame` (see frame.py): the search loop's call."""
-    children, edges, raw_value, parent, action, root = tree_views(frame)
+    children, edges, raw_value, discount, parent, action, root = tree_views(frame)
     store, leaf_nbytes, leaf_off, leaf_ptrs, batch_base = store_views(frame)
     sel = view3(frame, SELECTION, np.int64)  # [S, 2, B]: flat parent index, action
     simulate(
-        s, children, edges, raw_value, parent, action, root, view2(frame, INVALID, np.bool_),
-        view2(frame, MINMAX, np.float64), view1(frame, RNG, np.uint64),
-        view1(frame, PARAMS, np.float64), r_ptr, r_stride, v_ptr, v_stride, l_ptr, l_stride0,
+        s, children, edges, raw_value, discount, parent, action, root,
+        view2(frame, INVALID, np.bool_), view2(frame, MINMAX, np.float64),
+        view1(frame, RNG, np.uint64), view1(frame, PARAMS, np.float64), r_ptr, r_stride, d_ptr,
+        d_stride, d_wide, v_ptr, v_stride, l_ptr, l_stride0,
         l_stride1, sel[:, 0], sel[:, 1], store, leaf_nbytes, leaf_off, leaf_ptrs, batch_base,
     )  # fmt: skip
 
@@ -184,7 +166,7 @@ def simulate_frame(s, frame, r_ptr, r_stride, v_ptr, v_stride, l_ptr, l_stride0,
 @njit(cache=True)
 def finish_frame(frame, visit_counts, qvalues, weights, root_value, action):
     """`finish` on the arrays described by `frame`."""
-    children, edges, _, _, _, root = tree_views(frame)
+    children, edges, _, _, _, _, root = tree_views(frame)
     finish(
         children, edges, root, view2(frame, INVALID, np.bool_), view1(frame, RNG, np.uint64),
         view1(frame, PARAMS, np.float64), visit_counts, qvalues, weights, root_value, action,

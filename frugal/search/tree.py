@@ -8,10 +8,12 @@ choosing among a node's children reads two contiguous rows and no child node:
                                     the node is created)
     edges     float64 [B, N, A, F]  per edge (n, a): VISITS N(c), VALUE_SUM of c (its network
                                     value + every return backed up through c), REWARD r(n, a),
-                                    Q = r + discount * VALUE_SUM / VISITS, PRIOR (pUCT: prior
+                                    Q = r + d(c) * VALUE_SUM / VISITS, PRIOR (pUCT: prior
                                     probability; Gumbel: prior logit) and, for Gumbel, PROB =
                                     softmax(logits)
     raw_value float64 [B, N]        network value v(n)
+    discount  float64 [B, N]        discount d(n) of the edge into n (from the Step that made n):
+                                    Q(parent, a) = r + d(child) * V(child)
     parent    int32   [B, N]        parent node (-1 at the root)
     action    int32   [B, N]        action from the parent
     root      float64 [B, 2]        the root's own (visits, value_sum); visits starts at 1
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from frugal.search.lowlevel import f32_at, f64_at
 from frugal.search.workspace import scratch
 
 VISITS, VALUE_SUM, REWARD, Q, PRIOR, PROB = range(6)
@@ -36,6 +39,7 @@ class Tree:
     children: np.ndarray
     edges: np.ndarray
     raw_value: np.ndarray
+    discount: np.ndarray
     parent: np.ndarray
     action: np.ndarray
     root: np.ndarray
@@ -50,6 +54,7 @@ class Tree:
             children=scratch("children", (*shape, num_actions), np.int32),
             edges=scratch("edges", (*shape, num_actions, num_fields), np.float64),
             raw_value=scratch("raw_value", shape, np.float64),
+            discount=scratch("discount", shape, np.float64),
             parent=scratch("parent", shape, np.int32),
             action=scratch("action", shape, np.int32),
             root=scratch("root", (num_roots, 2), np.float64),
@@ -57,31 +62,84 @@ class Tree:
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         """The arrays in kernel argument order."""
-        return (self.children, self.edges, self.raw_value, self.parent, self.action, self.root)
+        return (
+            self.children, self.edges, self.raw_value, self.discount, self.parent, self.action,
+            self.root,
+        )  # fmt: skip
+
+
+@njit(cache=True, inline="always")
+def expand_new_nodes(
+    node, sel_flat, sel_action, r_ptr, r_stride, d_ptr, d_stride, d_wide, v_ptr, v_stride, l_ptr,
+    l_stride0, l_stride1, children, edges, raw_value, discount, parent, action, root, minmax,
+    store_logits, track_minmax,
+):  # fmt: skip
+    """Create `node` in every root b as child sel_action[b] of the node at flat index
+    sel_flat[b] (= b * N + node) from one batch of network outputs, and back it up: the expand
+    step of both methods.
+
+    The outputs are read at their addresses and strides: reward and value float32 [B], prior
+    logits float32 [B, A], discount float64 (d_wide) or float32 [B]; all widened to float64.
+    PRIOR gets the softmax of the logits, or with store_logits (Gumbel) the logits themselves
+    and PROB their softmax. track_minmax: whether the backup updates the min-max statistics.
+    """
+    num_roots, num_nodes, num_actions = children.shape
+    rewards = f32_at(r_ptr, (num_roots - 1) * r_stride + 1)
+    values = f32_at(v_ptr, (num_roots - 1) * v_stride + 1)
+    logits = f32_at(l_ptr, (num_roots - 1) * l_stride0 + (num_actions - 1) * l_stride1 + 1)
+    d_len = (num_roots - 1) * d_stride + 1
+    wide = f64_at(d_ptr, d_len if d_wide else 0)
+    narrow = f32_at(d_ptr, 0 if d_wide else d_len)
+    target = PROB if store_logits else PRIOR
+    for b in range(num_roots):
+        base = b * l_stride0
+        top = -np.inf
+        for a in range(num_actions):
+            x = np.float64(logits[base + a * l_stride1])
+            if store_logits:
+                edges[b, node, a, PRIOR] = x
+            top = max(top, x)
+        total = 0.0
+        for a in range(num_actions):
+            e = math.exp(np.float64(logits[base + a * l_stride1]) - top)
+            edges[b, node, a, target] = e
+            total += e
+        for a in range(num_actions):
+            edges[b, node, a, target] /= total
+            children[b, node, a] = -1
+        d = wide[b * d_stride] if d_wide else np.float64(narrow[b * d_stride])
+        expand_and_backup(
+            b, node, sel_flat[b] - b * num_nodes, sel_action[b],
+            np.float64(rewards[b * r_stride]), d, np.float64(values[b * v_stride]), children,
+            edges, raw_value, discount, parent, action, root, minmax, track_minmax,
+        )  # fmt: skip
 
 
 @njit(cache=True, inline="always")
 def expand_and_backup(
-    b, node, parent_node, action_taken, r, v, discount, children, edges, raw_value, parent,
+    b, node, parent_node, action_taken, r, d, v, children, edges, raw_value, discount, parent,
     action, root, minmax, track_minmax,
 ):  # fmt: skip
     """Attach `node` (its children row and PRIOR/PROB fields already written) as child
-    `action_taken` of `parent_node` with network outputs (r, v), then back the return up to the
-    root: each ancestor gets r + discount * (return below it).
+    `action_taken` of `parent_node` with network outputs (reward r, discount d, value v), then
+    back the return up to the root: each ancestor gets r + d * (return below it), with the r and
+    d of the edge it is backed up through.
 
-    With track_minmax, min-max statistics minmax[b] = (min, max) see r + discount * V(n) of every
-    node on the path, the root included (its r is 0), after that node's update (MuZero).
+    With track_minmax, min-max statistics minmax[b] = (min, max) see r + d * V(n) of every node
+    on the path after that node's update (MuZero), the root included: its r is 0 and its d the
+    discount of the path's first edge (the one constant discount, when it is constant).
     """
     children[b, parent_node, action_taken] = node
     parent[b, node] = parent_node
     action[b, node] = action_taken
     raw_value[b, node] = v
+    discount[b, node] = d
     p = parent_node
     a = action_taken
     edges[b, p, a, VISITS] = 1.0
     edges[b, p, a, VALUE_SUM] = v
     edges[b, p, a, REWARD] = r
-    q = r + discount * v
+    q = r + d * v
     edges[b, p, a, Q] = q
     if track_minmax:
         _see(minmax, b, q)
@@ -90,21 +148,22 @@ def expand_and_backup(
     while n != 0:
         p = parent[b, n]
         a = action[b, n]
+        d = discount[b, n]
         visits = edges[b, p, a, VISITS] + 1.0
         value_sum = edges[b, p, a, VALUE_SUM] + ret
         reward = edges[b, p, a, REWARD]
-        q = reward + discount * (value_sum / visits)
+        q = reward + d * (value_sum / visits)
         edges[b, p, a, VISITS] = visits
         edges[b, p, a, VALUE_SUM] = value_sum
         edges[b, p, a, Q] = q
         if track_minmax:
             _see(minmax, b, q)
-        ret = reward + discount * ret
+        ret = reward + d * ret
         n = p
     root[b, ROOT_VISITS] += 1.0
     root[b, ROOT_VALUE_SUM] += ret
     if track_minmax:
-        _see(minmax, b, discount * (root[b, ROOT_VALUE_SUM] / root[b, ROOT_VISITS]))
+        _see(minmax, b, d * (root[b, ROOT_VALUE_SUM] / root[b, ROOT_VISITS]))
 
 
 @njit(cache=True, inline="always")
@@ -133,7 +192,7 @@ def _see(minmax, b, q):
 
 @njit(cache=True)
 def init_roots(
-    children, edges, raw_value, parent, action, root, logits, value, invalid, noise,
+    children, edges, raw_value, discount, parent, action, root, logits, value, invalid, noise,
     noise_fraction, store_logits, max_considered, num_considered, minmax,
 ):  # fmt: skip
     """Write the root rows of every root b from its network outputs.
