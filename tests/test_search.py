@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-import frugal.search.mcts as mcts
+import frugal.search._engine.driver as driver
 from frugal.search import GumbelParams, PuctParams, Root, SearchOutput, Step, gumbel, puct
-from frugal.search.schedule import considered_visits
+from frugal.search._engine.schedule import considered_visits
 
 SEARCHES = {"gumbel": gumbel, "puct": puct}
 
@@ -449,7 +449,7 @@ def test_nested_embeddings_and_torch_gather_path(method, monkeypatch):
     plain = search(model.root(st), model.recurrent_fn, 30, **kw)
     nested = search(model.nested_root(st), model.nested_fn, 30, **kw)
     assert_same(plain, nested)
-    monkeypatch.setattr(mcts, "_host_store", lambda leaves: False)  # the device (torch) path
+    monkeypatch.setattr(driver, "_host_store", lambda leaves: False)  # the device (torch) path
     device = search(model.nested_root(st), model.nested_fn, 30, **kw)
     assert_same(plain, device)
 

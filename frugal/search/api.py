@@ -7,16 +7,11 @@ up the previous simulation's new nodes and selects the next leaf edge of every r
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import torch
 
-from frugal.search import workspace
-from frugal.search.mcts import run
-from frugal.search.types import GumbelParams, PuctParams, Root, SearchOutput, Step
-
-RecurrentFn = Callable[[Any, torch.Tensor], tuple[Step, Any]]
+from frugal.search._engine import run
+from frugal.search._engine.driver import RecurrentFn
+from frugal.search.types import GumbelParams, PuctParams, Root, SearchOutput
 
 _SHARED_DOC = """
     root: Root(prior_logits float [B, A], value float [B], embedding): a tensor or a nest
@@ -53,11 +48,10 @@ def puct(
 ) -> SearchOutput:
     if not isinstance(params, PuctParams):
         raise TypeError(f"params must be PuctParams, got {type(params).__name__}")
-    with torch.set_grad_enabled(False), workspace.level():
-        out, _ = run(
-            root, recurrent_fn, num_simulations, params, invalid_actions=invalid_actions,
-            generator=generator,
-        )  # fmt: skip
+    out, _ = run(
+        root, recurrent_fn, num_simulations, params, invalid_actions=invalid_actions,
+        generator=generator,
+    )  # fmt: skip
     return out
 
 
@@ -89,11 +83,10 @@ def gumbel(
 ) -> SearchOutput:
     if not isinstance(params, GumbelParams):
         raise TypeError(f"params must be GumbelParams, got {type(params).__name__}")
-    with torch.set_grad_enabled(False), workspace.level():
-        out, _ = run(
-            root, recurrent_fn, num_simulations, params, invalid_actions=invalid_actions,
-            generator=generator, gumbel_noise=gumbel_noise,
-        )  # fmt: skip
+    out, _ = run(
+        root, recurrent_fn, num_simulations, params, invalid_actions=invalid_actions,
+        generator=generator, gumbel_noise=gumbel_noise,
+    )  # fmt: skip
     return out
 
 

@@ -17,7 +17,7 @@ import math
 import numpy as np
 from numba import njit
 
-from frugal.search.frame import (
+from frugal.search._engine.frame import (
     INVALID,
     MINMAX,
     PARAMS,
@@ -29,8 +29,8 @@ from frugal.search.frame import (
     view2,
     view3,
 )
-from frugal.search.lowlevel import gather_embedding, random_below, store_new_embeddings
-from frugal.search.tree import PRIOR, ROOT_VISITS, VISITS, Q, expand_new_nodes, normalize
+from frugal.search._engine.lowlevel import gather_embedding, random_below, store_new_embeddings
+from frugal.search._engine.tree import PRIOR, ROOT_VISITS, VISITS, Q, expand_new_nodes, normalize
 
 TIE_EPSILON = 1e-6
 NUM_FIELDS = 5  # VISITS, VALUE_SUM, REWARD, Q, PRIOR

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from frugal.search.workspace import scratch
+from frugal.search._engine.workspace import scratch
 
 _ALIGN = 16  # byte alignment of each leaf's block, so dtype views of the byte buffers are legal
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from frugal.search.lowlevel import f32_at, f64_at
-from frugal.search.workspace import scratch
+from frugal.search._engine.lowlevel import f32_at, f64_at
+from frugal.search._engine.workspace import scratch
 
 VISITS, VALUE_SUM, REWARD, Q, PRIOR, PROB = range(6)
 ROOT_VISITS, ROOT_VALUE_SUM = range(2)

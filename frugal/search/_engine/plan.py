@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from frugal.search import frame as fr
-from frugal.search import gumbel as gumbel_kernels
-from frugal.search import puct as puct_kernels
-from frugal.search import workspace
-from frugal.search.embeddings import DeviceEmbeddings, HostEmbeddings, signature
-from frugal.search.schedule import considered_visits_table
-from frugal.search.tree import Tree
+from frugal.search._engine import frame as fr
+from frugal.search._engine import gumbel as gumbel_kernels
+from frugal.search._engine import puct as puct_kernels
+from frugal.search._engine import workspace
+from frugal.search._engine.embeddings import DeviceEmbeddings, HostEmbeddings, signature
+from frugal.search._engine.schedule import considered_visits_table
+from frugal.search._engine.tree import Tree
 
 _NOTHING_I32 = np.zeros((1, 1), dtype=np.int32)  # the (unused) TABLE of pUCT plans
 

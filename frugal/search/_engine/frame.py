@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import carray, njit
 
-from frugal.search.lowlevel import as_voidptr
+from frugal.search._engine.lowlevel import as_voidptr
 
 (
     CHILDREN, EDGES, RAW_VALUE, DISCOUNT, PARENT, ACTION, ROOT,  # the tree, as Tree.arrays()

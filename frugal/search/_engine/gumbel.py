@@ -21,7 +21,7 @@ import math
 import numpy as np
 from numba import njit
 
-from frugal.search.frame import (
+from frugal.search._engine.frame import (
     GUMBEL,
     INVALID,
     MINMAX,
@@ -35,8 +35,8 @@ from frugal.search.frame import (
     view2,
     view3,
 )
-from frugal.search.lowlevel import gather_embedding, store_new_embeddings
-from frugal.search.tree import (
+from frugal.search._engine.lowlevel import gather_embedding, store_new_embeddings
+from frugal.search._engine.tree import (
     PRIOR,
     PROB,
     ROOT_VALUE_SUM,
