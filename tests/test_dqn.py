@@ -1,5 +1,5 @@
-"""DQN pieces with known values: dueling aggregation, epsilon schedule, replay-ratio schedule,
-precision variants."""
+"""DQN pieces with known values: dueling aggregation, epsilon and PER beta schedules,
+replay-ratio schedule, precision variants, config checks and presets."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import torch
 
 from frugal.agents import dqn
 from frugal.agents.base import Transition, ratio_updates_due
+from frugal.config import mutable_keys
 from frugal.envs.base import EnvSpec
+from frugal.errors import FrugalError
 
 VECTOR = EnvSpec((4,), np.dtype(np.float32), False, 1, (4,), True, 3)
 PIXELS = EnvSpec((4, 10, 10), np.dtype(np.uint8), True, 1, (4, 10, 10), True, 3)
@@ -37,6 +39,23 @@ def test_epsilon_decays_linearly_over_env_steps():
     assert agent.epsilon() == pytest.approx(0.55)
     agent.env_steps = 1000
     assert agent.epsilon() == pytest.approx(0.1)
+
+
+def test_per_beta_anneals_over_its_own_steps():
+    agent = _agent(eps_decay_steps=100, per_beta_start=0.4, per_beta_steps=1000)
+    assert agent.per_beta() == pytest.approx(0.4)
+    agent.env_steps = 500
+    assert agent.per_beta() == pytest.approx(0.7)
+    agent.env_steps = 5000
+    assert agent.per_beta() == 1.0
+
+
+def test_presets_keep_the_beta_schedule_of_ten_epsilon_decays():
+    for name, preset in dqn.PRESETS.items():
+        cfg = dqn.Config(**preset.agent)
+        assert cfg.per_beta_steps == 10 * cfg.eps_decay_steps, name
+    cfg = dqn.Config()
+    assert cfg.per_beta_steps == 10 * cfg.eps_decay_steps
 
 
 def test_replay_ratio_is_exact_in_env_steps():
@@ -88,3 +107,39 @@ def test_channels_last_matches_fp32_within_float_tolerance():
     torch.testing.assert_close(
         a.q(obs), b.q(obs.contiguous(memory_format=torch.channels_last)), rtol=1e-5, atol=1e-5
     )
+
+
+def test_resume_changeable_keys_and_presets():
+    keys = mutable_keys(dqn.Config)
+    assert {"lr", "eps_end", "eps_decay_steps", "per_beta_steps", "replay_ratio"} <= keys
+    assert not {"discount", "n_step", "buffer_size", "hidden", "dueling"} & keys
+    minatar = EnvSpec(
+        (4, 10, 10), np.dtype(np.uint8), True, 1, (4, 10, 10), True, 3, suite="minatar"
+    )
+    assert dqn.default_preset(minatar) == "minatar"
+    assert dqn.default_preset(VECTOR) == "cartpole"
+    for name, preset in dqn.PRESETS.items():
+        assert preset.doc, name
+
+
+@pytest.mark.parametrize(
+    ("settings", "key"),
+    [
+        ({"torso": "resnet"}, "torso"),
+        ({"precision": "fp16"}, "agent.precision"),
+        ({"target_update_interval": 0}, "agent.target_update_interval"),
+        ({"n_step": 0}, "agent.n_step"),
+        ({"discount": 1.5}, "agent.discount"),
+        ({"tau": 0.0}, "agent.tau"),
+        ({"replay_ratio": 0.0}, "agent.replay_ratio"),
+    ],
+)
+def test_bad_settings_name_the_key(settings, key):
+    with pytest.raises(FrugalError, match=key):
+        _agent(**settings)
+
+
+def test_continuous_actions_are_refused():
+    box = EnvSpec((3,), np.dtype(np.float32), False, 1, (3,), False, 1)
+    with pytest.raises(FrugalError, match="discrete action space"):
+        _agent(box)

@@ -15,8 +15,11 @@ import frugal
 from frugal import checkpoint
 from frugal.agents import ppo
 from frugal.agents.base import Transition
+from frugal.agents.ppo import losses
+from frugal.config import mutable_keys
 from frugal.envs.base import EnvSpec
 from frugal.errors import FrugalError
+from frugal.nets.distributions import normal_entropy, normal_log_prob
 from frugal.nets.normalize import RunningMeanStd
 
 
@@ -65,7 +68,7 @@ def _step(obs, reward, terminated=False, truncated=False, next_obs=None, final_o
 
 # ----------------------------------------------------------------------------------------- GAE
 
-# A hand-computed rollout, gamma 0.9, lambda 0.5, V(s) = s:
+# A hand-computed rollout, discount 0.9, lambda 0.5, V(s) = s:
 #   t  obs  r   end                       successor value       delta
 #   0  0.5  1   -                         V(obs1)   = 1.0       1 + 0.9*1.0  - 0.5 = 1.4
 #   1  1.0  2   truncated (final obs 10)  V(final)  = 10        2 + 0.9*10   - 1.0 = 10.0
@@ -73,7 +76,7 @@ def _step(obs, reward, terminated=False, truncated=False, next_obs=None, final_o
 #   3  2.0  4   -  (last, next obs 3)     V(next)   = 3.0       4 + 0.9*3.0  - 2.0 = 4.7
 # advantages: A3 = 4.7, A2 = 1.5, A1 = 10.0 (the truncation cuts the trace),
 #             A0 = 1.4 + 0.9*0.5*10.0 = 5.9; returns = A + V.
-GAMMA, LAM = 0.9, 0.5
+DISCOUNT, LAM = 0.9, 0.5
 EXPECTED_ADV = [5.9, 10.0, 1.5, 4.7]
 EXPECTED_RET = [6.4, 11.0, 3.0, 6.7]
 
@@ -84,13 +87,13 @@ def test_gae_hand_computed_with_truncation_and_termination():
     next_values = torch.tensor([[1.0], [10.0], [7.0], [3.0]])  # 7.0: ignored (terminated)
     terminated = torch.tensor([[False], [False], [True], [False]])
     cut = torch.tensor([[False], [True], [True], [False]])
-    adv, ret = ppo.gae(rewards, values, next_values, terminated, cut, GAMMA, LAM)
+    adv, ret = losses.gae(rewards, values, next_values, terminated, cut, DISCOUNT, LAM)
     torch.testing.assert_close(adv[:, 0], torch.tensor(EXPECTED_ADV))
     torch.testing.assert_close(ret[:, 0], torch.tensor(EXPECTED_RET))
 
 
 def test_rollout_bootstraps_truncation_from_final_obs_and_not_termination():
-    agent = _agent(gamma=GAMMA, gae_lambda=LAM)
+    agent = _agent(discount=DISCOUNT, gae_lambda=LAM)
     agent.net.critic = _ObsValue()
     # the reset observations (7.0, 1.5's successor after termination is a reset obs 2.0) must
     # never be used as successors of the steps that ended episodes
@@ -104,7 +107,7 @@ def test_rollout_bootstraps_truncation_from_final_obs_and_not_termination():
 
 
 def test_restart_cuts_the_partial_rollout_as_a_truncation():
-    agent = _agent(gamma=GAMMA, gae_lambda=LAM)
+    agent = _agent(discount=DISCOUNT, gae_lambda=LAM)
     agent.net.critic = _ObsValue()
     agent.observe(_step(0.5, 1.0, next_obs=1.0))
     agent.observe(_step(1.0, 2.0, next_obs=10.0))  # the game in progress is lost after this
@@ -130,9 +133,9 @@ def test_gaussian_log_prob_of_unclipped_sample():
     action = torch.tensor([[2.5, 3.0]])  # outside [-1, 1]: the env clips, the learner does not
     # dim 0: z = 1 -> -0.5 - ln 2 - ln(2 pi)/2; dim 1: z = 4 -> -8 - ln(2 pi)/2
     expected = -8.5 - math.log(2.0) - math.log(2 * math.pi)
-    got = ppo.gaussian_log_prob(mean, log_std, action)
+    got = normal_log_prob(action, mean, log_std.exp())
     assert got.item() == pytest.approx(expected, abs=1e-6)
-    entropy = ppo.gaussian_entropy(log_std).item()
+    entropy = normal_entropy(log_std.exp()).item()
     assert entropy == pytest.approx(1.0 + math.log(2 * math.pi) + math.log(2.0), abs=1e-6)
 
 
@@ -167,7 +170,7 @@ def test_act_stores_log_prob_of_the_unclipped_action():
 
 def test_categorical_log_prob_and_entropy():
     logits = torch.log(torch.tensor([[0.2, 0.3, 0.5]]))
-    logp, entropy = ppo.categorical_log_prob_entropy(logits, torch.tensor([2]))
+    logp, entropy = losses.categorical_log_prob_entropy(logits, torch.tensor([2]))
     assert logp.item() == pytest.approx(math.log(0.5), abs=1e-6)
     h = -(0.2 * math.log(0.2) + 0.3 * math.log(0.3) + 0.5 * math.log(0.5))
     assert entropy.item() == pytest.approx(h, abs=1e-6)
@@ -176,8 +179,8 @@ def test_categorical_log_prob_and_entropy():
 def test_sampling_uses_only_the_callers_rng():
     logits = torch.log(torch.tensor([[0.2, 0.3, 0.5]])).expand(20_000, 3)
     torch_state = torch.get_rng_state()
-    a = ppo.sample_categorical(logits, np.random.default_rng(7))
-    b = ppo.sample_categorical(logits, np.random.default_rng(7))
+    a = losses.sample_categorical(logits, np.random.default_rng(7))
+    b = losses.sample_categorical(logits, np.random.default_rng(7))
     assert torch.equal(torch_state, torch.get_rng_state()), "sampling touched torch's RNG"
     np.testing.assert_array_equal(a, b)
     freq = np.bincount(a, minlength=3) / len(a)
@@ -222,7 +225,7 @@ def test_running_mean_std_prior_count():
 
 
 def test_reward_scaling_divides_by_discounted_return_std():
-    agent = _agent(num_steps=3, gamma=0.5, norm_reward=True, clip_reward=100.0)
+    agent = _agent(num_steps=3, discount=0.5, norm_reward=True, clip_reward=100.0)
     rewards, returns, expected = [2.0, 4.0, 1.0], [], []
     g, rms = 0.0, RunningMeanStd(())
     for i, r in enumerate(rewards):
@@ -243,7 +246,7 @@ def test_clipped_policy_loss_tiny_case():
     ratio = torch.tensor([0.5, 0.5, 1.5, 1.0])
     adv = torch.tensor([1.0, -1.0, 2.0, -1.0])
     old = torch.zeros(4)
-    loss, r = ppo.clipped_policy_loss(torch.log(ratio), old, adv, clip=0.2)
+    loss, r = losses.clipped_policy_loss(torch.log(ratio), old, adv, clip=0.2)
     # per sample max(-A r, -A clip(r)): -0.5, 0.8 (clipped, pessimistic), -2.4 (clipped), 1.0
     assert loss.item() == pytest.approx((-0.5 + 0.8 - 2.4 + 1.0) / 4, abs=1e-6)
     torch.testing.assert_close(r, ratio)
@@ -251,7 +254,7 @@ def test_clipped_policy_loss_tiny_case():
 
 def test_clipped_policy_loss_gradient_vanishes_outside_the_trust_region():
     logp = torch.log(torch.tensor([1.5, 1.1])).requires_grad_()
-    loss, _ = ppo.clipped_policy_loss(logp, torch.zeros(2), torch.tensor([2.0, 2.0]), clip=0.2)
+    loss, _ = losses.clipped_policy_loss(logp, torch.zeros(2), torch.tensor([2.0, 2.0]), clip=0.2)
     loss.backward()
     # sample 0 is clipped (no gradient); sample 1: d(-A r / 2)/dlogp = -A r / 2 = -1.1
     torch.testing.assert_close(logp.grad, torch.tensor([0.0, -1.1]))
@@ -263,10 +266,10 @@ def test_value_loss_clipped_and_unclipped():
     returns = torch.tensor([3.0, 2.4])
     # sample 0: unclipped (1-3)^2 = 4, clipped old+0.2 = 0.7 -> 5.29: max 5.29
     # sample 1: unclipped 0.16, clipped old-0.2 = 2.3 -> 0.01: max 0.16
-    assert ppo.value_loss(values, old, returns, 0.2).item() == pytest.approx(
+    assert losses.value_loss(values, old, returns, 0.2).item() == pytest.approx(
         0.5 * (5.29 + 0.16) / 2, abs=1e-6
     )
-    assert ppo.value_loss(values, old, returns, None).item() == pytest.approx(
+    assert losses.value_loss(values, old, returns, None).item() == pytest.approx(
         0.5 * (4.0 + 0.16) / 2, abs=1e-6
     )
 
@@ -376,8 +379,9 @@ def test_bf16_update_runs_the_network_in_bf16_and_stays_close_to_fp32():
 
 
 def test_resumed_run_may_change_hyperparameters():
-    assert {"lr", "clip_range", "ent_coef", "vf_coef"} <= ppo.MUTABLE
-    for name in ppo.MUTABLE:
+    keys = mutable_keys(ppo.Config)
+    assert {"lr", "clip_range", "ent_coef", "vf_coef"} <= keys
+    for name in keys:
         assert hasattr(ppo.Config, name)
 
 
@@ -389,9 +393,10 @@ def test_bad_settings_name_the_key():
 
 
 def test_default_presets():
-    assert ppo.default_preset("atari/Breakout") == "atari"
-    assert ppo.default_preset("gym/CartPole-v1") == "cartpole"
-    assert ppo.default_preset("gym/Pendulum-v1") == "pendulum"
+    atari = EnvSpec((4, 84, 84), np.dtype(np.uint8), True, 4, (1, 84, 84), True, 4, suite="atari")
+    assert ppo.default_preset(atari) == "atari"  # atari/Breakout
+    assert ppo.default_preset(_vector_spec(4)) == "cartpole"  # gym/CartPole-v1
+    assert ppo.default_preset(_vector_spec(3, discrete=False)) == "pendulum"  # gym/Pendulum-v1
     for name, preset in ppo.PRESETS.items():
         assert preset.doc, name
         ppo.Config(**preset.agent)

@@ -8,12 +8,12 @@ import pytest
 from frugal.replay.streams import StreamReplay
 from frugal.replay.sum_tree import SumTree
 
-GAMMA = 0.5
+DISCOUNT = 0.5
 
 
 def _vector_replay(n_step=3, capacity=100, num_envs=1, **kw):
     return StreamReplay(
-        capacity, num_envs, (1,), np.dtype(np.float32), 1, n_step=n_step, gamma=GAMMA, **kw
+        capacity, num_envs, (1,), np.dtype(np.float32), 1, n_step=n_step, discount=DISCOUNT, **kw
     )
 
 
@@ -44,8 +44,8 @@ def test_n_step_return_without_episode_end_bootstraps_after_n_steps():
     for t in range(6):
         _add(replay, obs=t, reward=t + 1)
     batch = _batch_at(replay, 1)
-    assert batch.returns[0] == pytest.approx(2 + GAMMA * 3 + GAMMA**2 * 4)
-    assert batch.discount[0] == pytest.approx(GAMMA**3)
+    assert batch.returns[0] == pytest.approx(2 + DISCOUNT * 3 + DISCOUNT**2 * 4)
+    assert batch.discount[0] == pytest.approx(DISCOUNT**3)
     assert batch.obs[0, 0] == 1 and batch.next_obs[0, 0] == 4
 
 
@@ -56,7 +56,7 @@ def test_n_step_return_stops_at_terminal_without_bootstrap():
     for t in range(4):
         _add(replay, 100 + t, 10.0)
     batch = _batch_at(replay, 0)
-    assert batch.returns[0] == pytest.approx(1 + GAMMA * 2)
+    assert batch.returns[0] == pytest.approx(1 + DISCOUNT * 2)
     assert batch.discount[0] == 0.0
 
 
@@ -67,15 +67,15 @@ def test_n_step_return_at_truncation_bootstraps_from_final_observation():
     for t in range(4):
         _add(replay, 100 + t, 10.0)
     batch = _batch_at(replay, 0)
-    assert batch.returns[0] == pytest.approx(1 + GAMMA * 2)
-    assert batch.discount[0] == pytest.approx(GAMMA**2)
+    assert batch.returns[0] == pytest.approx(1 + DISCOUNT * 2)
+    assert batch.discount[0] == pytest.approx(DISCOUNT**2)
     assert batch.next_obs[0, 0] == 7.0, "bootstrap from the real last observation, not the reset"
     first_of_next_episode = _batch_at(replay, 2)
     assert first_of_next_episode.obs[0, 0] == 100.0
 
 
 def test_frame_stacks_rebuilt_with_zeros_before_the_first_frame_of_a_game():
-    replay = StreamReplay(100, 1, (1, 2, 2), np.dtype(np.uint8), 3, n_step=1, gamma=GAMMA)
+    replay = StreamReplay(100, 1, (1, 2, 2), np.dtype(np.uint8), 3, n_step=1, discount=DISCOUNT)
 
     def obs(latest):  # the replay reads only the newest frame of an observation
         o = np.zeros((1, 3, 2, 2), dtype=np.uint8)

@@ -23,9 +23,10 @@ from frugal.replay.sum_tree import SumTree
 class Batch:
     """Sampled transitions as numpy arrays, leading dim B.
 
-    returns: n-step discounted sum of rewards; discount: gamma^m for the bootstrap, 0 where the
-    window hit a terminal; next_obs: the observation to bootstrap from. weights: importance
-    weights (ones without prioritisation); index: flat ids for `update_priorities`."""
+    returns: n-step discounted sum of rewards; discount: the replay's discount to the power m
+    (the steps summed) for the bootstrap, 0 where the window hit a terminal; next_obs: the
+    observation to bootstrap from. weights: importance weights (ones without prioritisation);
+    index: flat ids for `update_priorities`."""
 
     obs: np.ndarray
     action: np.ndarray
@@ -47,7 +48,7 @@ class StreamReplay:
         action_shape: tuple[int, ...] = (),
         action_dtype: np.dtype | type = np.int64,
         n_step: int = 1,
-        gamma: float = 0.99,
+        discount: float = 0.99,
         prioritized: bool = False,
         alpha: float = 0.6,
         priority_eps: float = 1e-6,
@@ -57,7 +58,7 @@ class StreamReplay:
         self.frame_stack = frame_stack
         self.frame_channels = frame_shape[0]
         self.n_step = n_step
-        self.gamma = gamma
+        self.discount = discount
         shape = (self.rows, num_envs)
         self.frames = np.zeros((*shape, *frame_shape), dtype=frame_dtype)
         self.first = np.zeros(shape, dtype=bool)
@@ -203,13 +204,13 @@ class StreamReplay:
         alive = np.concatenate(
             [np.ones((len(rows), 1), bool), ~np.cumsum(ended, 1)[:, :-1].astype(bool)], 1
         )
-        discounts = self.gamma ** np.arange(n)
+        discounts = self.discount ** np.arange(n)
         returns = (rewards * alive * discounts).sum(1).astype(np.float32)
         any_end = ended.any(1)
         end_at = np.where(any_end, ended.argmax(1), n - 1)
         steps = end_at + 1
         end_terminal = terminated[np.arange(len(rows)), end_at] & any_end
-        discount = np.where(end_terminal, 0.0, self.gamma**steps).astype(np.float32)
+        discount = np.where(end_terminal, 0.0, self.discount**steps).astype(np.float32)
         next_obs = self.stack(rows + n, envs)
         for b in np.flatnonzero(any_end & ~end_terminal):
             key = int(slots[b, end_at[b]]) * self.num_envs + int(envs[b])
