@@ -51,7 +51,7 @@ def fill(agent: dreamer.Agent, spec: EnvSpec, steps: int, rng: np.random.Generat
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--obs", choices=sorted(SPECS), default="atari")
-    p.add_argument("--size", default="S")
+    p.add_argument("--size", default="S", choices=list(dreamer.SIZES))
     p.add_argument("--stoch", type=int, default=32)
     p.add_argument("--classes", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=16)

@@ -10,6 +10,12 @@ import pytest
 import torch
 
 from frugal.agents import dreamer
+from frugal.agents.base import Transition
+from frugal.agents.dreamer import config, losses
+from frugal.agents.dreamer.video import observation_image
+from frugal.envs.base import EnvSpec
+from frugal.errors import FrugalError
+from frugal.nets import dreamer as nets
 from frugal.nets.distributions import (
     bounded_normal,
     categorical_kl,
@@ -45,6 +51,29 @@ def test_twohot_splits_weight_between_neighbouring_buckets():
         [[0, 0.75, 0.25, 0], [0, 0, 1, 0], [1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 1.0]]
     )
     torch.testing.assert_close(codes, expected)
+
+
+def test_twohot_on_evenly_spaced_buckets_clips_at_both_ends():
+    buckets = torch.linspace(-2.0, 2.0, 5)  # -2 -1 0 1 2, as a categorical support builds them
+    x = torch.tensor([[-7.0, -2.0, -1.75, -1.0], [0.0, 0.5, 2.0, 3.5]])
+    codes = twohot(x, buckets)
+    expected = torch.tensor(
+        [
+            [[1, 0, 0, 0, 0], [1, 0, 0, 0, 0], [0.75, 0.25, 0, 0, 0], [0, 1, 0, 0, 0]],
+            [[0, 0, 1, 0, 0], [0, 0, 0.5, 0.5, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 1.0]],
+        ]
+    )
+    torch.testing.assert_close(codes, expected)
+    # the code decodes to the value clipped to the range, at any batch shape
+    torch.testing.assert_close((codes * buckets).sum(-1), x.clamp(-2.0, 2.0))
+    # a many-bucket grid: every value exactly on a bucket takes all the weight, rounding aside
+    grid = torch.linspace(-300.0, 300.0, 601)
+    on = twohot(grid, grid)
+    torch.testing.assert_close(on, torch.eye(601), atol=1e-5, rtol=0)
+    wide = twohot(torch.tensor([-1e9, 1e9, 0.25], dtype=torch.float64), grid)
+    assert wide[0, 0] == 1 and wide[1, -1] == 1 and wide[2, 300] == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="at least 2 buckets"):
+        twohot(x, torch.zeros(1))
 
 
 def test_twohot_round_trip_over_255_symlog_buckets():
@@ -208,7 +237,7 @@ def test_sequence_replay_wraps_around():
 
 def _tiny_rssm():
     torch.manual_seed(0)
-    return dreamer.RSSM(
+    return nets.RSSM(
         deter=16,
         units=16,
         stoch=4,
@@ -266,7 +295,7 @@ def test_posterior_samples_are_one_hot_with_straight_through_gradients():
 
 
 def test_reward_and_critic_outputs_start_at_zero():
-    spec = dreamer.EnvSpec((4,), np.dtype(np.float32), False, 1, (4,), True, 2)
+    spec = EnvSpec((4,), np.dtype(np.float32), False, 1, (4,), True, 2)
     cfg = dreamer.Config(size="tiny", stoch=4, classes=4)
     agent = dreamer.Agent(cfg, spec, 1, torch.device("cpu"), seed=0)
     feat = torch.randn(5, agent.wm.feat_dim)
@@ -280,17 +309,42 @@ def test_model_sizes_follow_the_paper():
     assert dreamer.SIZES["XL"] == dict(deter=4096, units=1024, cnn_depth=96, layers=5)
 
 
+def test_bad_settings_are_one_clear_error():
+    spec = EnvSpec((4,), np.dtype(np.float32), False, 1, (4,), True, 2)
+    cpu = torch.device("cpu")
+    message = r"unknown DreamerV3 size 'XXL' \(did you mean XL.*\); valid: L, M, S, XL, XS, tiny"
+    with pytest.raises(FrugalError, match=message):
+        dreamer.Agent(dreamer.Config(size="XXL"), spec, 1, cpu, seed=0)
+    bad = {
+        "encoder": ("cnn", "agent.encoder=cnn needs pixel observations"),
+        "actor_grad": ("backprop", "agent.actor_grad=backprop needs continuous actions"),
+        "batch_length": (0, "agent.batch_length must be at least 1, got 0"),
+        "replay_size": (10, "agent.replay_size=10 holds 10 steps per env, fewer than"),
+        "discount": (1.5, r"agent.discount must be in \(0, 1\], got 1.5"),
+        "actor_min_std": (2.0, "need 0 < min <= max"),
+    }
+    for key, (value, message) in bad.items():
+        cfg = dreamer.Config(size="tiny", **{key: value})
+        with pytest.raises(FrugalError, match=message):
+            dreamer.Agent(cfg, spec, 1, cpu, seed=0)
+    with pytest.raises(FrugalError, match="unknown agent.encoder 'rnn'"):
+        dreamer.Agent(dreamer.Config(size="tiny", encoder="rnn"), spec, 1, cpu, seed=0)
+
+
 @pytest.mark.parametrize("shape", [(3, 64, 64), (4, 10, 10)])
 def test_pixel_decoders_mirror_the_encoders(shape):
-    spec = dreamer.EnvSpec(shape, np.dtype(np.uint8), True, 1, shape, True, 3, obs_high=255.0)
-    wm = dreamer.WorldModel(spec, dreamer.Config(size="tiny", stoch=4, classes=4), 3)
+    spec = EnvSpec(shape, np.dtype(np.uint8), True, 1, shape, True, 3, obs_high=255.0)
+    cfg = dreamer.Config(size="tiny", stoch=4, classes=4)
+    sizes = config.net_sizes(cfg)
+    kind = config.encoder_kind(cfg, spec)
+    wm = nets.WorldModel(shape, spec.obs_high, kind, sizes, 3, cfg.unimix, clip_actions=False)
     emb = wm.encoder(torch.zeros(2, *shape, dtype=torch.uint8))
     assert emb.shape == (2, wm.encoder.out_dim)
     assert wm.decoder(torch.zeros(2, wm.feat_dim)).shape == (2, *shape)
 
 
 def test_updates_per_env_step_follow_the_train_ratio():
-    spec = dreamer.EnvSpec((4,), np.dtype(np.float32), False, 1, (4,), True, 2)
+    spec = EnvSpec((4,), np.dtype(np.float32), False, 1, (4,), True, 2)
     cfg = dreamer.Config(size="tiny", stoch=4, classes=4, train_ratio=1024, learning_starts=100)
     agent = dreamer.Agent(cfg, spec, 1, torch.device("cpu"), seed=0)
     assert agent.updates_per_step() == 1.0
@@ -301,31 +355,31 @@ def test_updates_per_env_step_follow_the_train_ratio():
 
 
 def test_observation_image_draws_the_newest_frame_of_each_kind():
-    from frugal.agents.dreamer_video import observation_image
-    from frugal.envs.minatar_suite import channel_palette
-
     u8 = np.dtype(np.uint8)
-    rgb = dreamer.EnvSpec((6, 1, 2), u8, True, 2, (3, 1, 2), True, 2, obs_high=255.0)
+    rgb = EnvSpec((6, 1, 2), u8, True, 2, (3, 1, 2), True, 2, obs_high=255.0)
     x = np.zeros((6, 1, 2), np.float32)
     x[3:, 0, 1] = [1.0, 0.5, 0.0]  # newest frame, right pixel
     x[:3] = 1.0  # the older frame is ignored
     np.testing.assert_array_equal(observation_image(x, rgb)[0], [[0, 0, 0], [255, 127, 0]])
-    grey = dreamer.EnvSpec((1, 1, 1), u8, True, 1, (1, 1, 1), True, 2, obs_high=255.0)
+    grey = EnvSpec((1, 1, 1), u8, True, 1, (1, 1, 1), True, 2, obs_high=255.0)
     assert observation_image(np.full((1, 1, 1), 0.5, np.float32), grey).tolist() == [[[127] * 3]]
-    grid = dreamer.EnvSpec((4, 1, 1), u8, True, 1, (4, 1, 1), True, 3)
+    grid = EnvSpec((4, 1, 1), u8, True, 1, (4, 1, 1), True, 3, palette=PALETTE)
     x = np.array([1.0, 0.0, 0.0, 0.0], np.float32).reshape(4, 1, 1)
-    np.testing.assert_array_equal(observation_image(x, grid)[0, 0], channel_palette(4)[0])
+    np.testing.assert_array_equal(observation_image(x, grid)[0, 0], grid.palette[0])
+
+
+# the colour of each binary channel, as a MinAtar env gives it in its spec
+PALETTE = np.array([[255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0]], np.uint8)
 
 
 def _grid_agent() -> dreamer.Agent:
-    spec = dreamer.EnvSpec((4, 10, 10), np.dtype(np.uint8), True, 1, (4, 10, 10), True, 3)
+    spec = EnvSpec((4, 10, 10), np.dtype(np.uint8), True, 1, (4, 10, 10), True, 3,
+                   palette=PALETTE)  # fmt: skip
     cfg = dreamer.Config(size="tiny", stoch=4, classes=4, video_open_loop=3)
     return dreamer.Agent(cfg, spec, 1, torch.device("cpu"), seed=0)
 
 
 def test_open_loop_video_resyncs_to_the_posterior_and_otherwise_dreams():
-    from frugal.agents.dreamer_video import observation_image
-
     agent = _grid_agent()
     video = agent.video_panels()
     rng, state = np.random.default_rng(0), None
@@ -370,7 +424,7 @@ def test_evaluation_video_shows_the_panel_beside_the_frame(tmp_path):
     frame = imageio.get_reader(path).get_data(0)
     assert frame.shape == (160, 160 + 3 * 160, 3)  # MinAtar renders 160x160; panels 10 -> 160
     # vector observations have no picture to predict
-    spec = dreamer.EnvSpec((4,), np.dtype(np.float32), False, 1, (4,), True, 2)
+    spec = EnvSpec((4,), np.dtype(np.float32), False, 1, (4,), True, 2)
     cartpole = dreamer.Agent(dreamer.Config(size="tiny", stoch=4, classes=4), spec, 1,
                              torch.device("cpu"), seed=0)  # fmt: skip
     assert cartpole.video_panels() is None
@@ -387,7 +441,7 @@ def _fill(agent: dreamer.Agent, steps: int, continuous: bool) -> None:
         action = rng.uniform(-2, 2, (1, 1)).astype(np.float32) if continuous else np.array([1])
         done = np.array([t % 20 == 19])
         agent.observe(
-            dreamer.Transition(obs, action, rng.normal(size=1).astype(np.float32), done,
+            Transition(obs, action, rng.normal(size=1).astype(np.float32), done,
                                np.zeros(1, bool), done, nxt, nxt)
         )  # fmt: skip
         obs = nxt
@@ -396,7 +450,7 @@ def _fill(agent: dreamer.Agent, steps: int, continuous: bool) -> None:
 def test_continuous_actor_learns_through_the_dynamics():
     """Backprop mode: with no entropy bonus the actor's only gradient comes through the
     imagined actions, the RSSM and the reward and critic heads."""
-    spec = dreamer.EnvSpec((3,), np.dtype(np.float32), False, 1, (3,), False, 1,
+    spec = EnvSpec((3,), np.dtype(np.float32), False, 1, (3,), False, 1,
                            np.array([-2.0], np.float32), np.array([2.0], np.float32))  # fmt: skip
     cfg = dreamer.Config(size="tiny", stoch=4, classes=4, batch_size=4, batch_length=8,
                          actor_entropy=0.0, replay_size=1000)  # fmt: skip
@@ -405,8 +459,8 @@ def test_continuous_actor_learns_through_the_dynamics():
     _fill(agent, 64, continuous=True)
     torch.nn.init.normal_(agent.wm.reward[-1].weight)  # give rewards a slope to climb
     batch = agent._batch()
-    _, feat, _, _ = agent.world_model_loss(batch)
-    actor_loss, _, _ = agent.behaviour_losses(feat.detach(), batch["terminal"])
+    _, feat, _, _ = losses.world_model_loss(agent, batch)
+    actor_loss, _, _ = losses.behaviour_losses(agent, feat.detach(), batch["terminal"])
     grads = torch.autograd.grad(actor_loss, list(agent.actor.parameters()), allow_unused=True)
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
     # the replay keeps actions in [-1, 1] whatever the env's bounds
@@ -414,7 +468,7 @@ def test_continuous_actor_learns_through_the_dynamics():
 
 
 def test_acting_draws_only_from_the_given_rng():
-    spec = dreamer.EnvSpec((3,), np.dtype(np.float32), False, 1, (3,), True, 4)
+    spec = EnvSpec((3,), np.dtype(np.float32), False, 1, (3,), True, 4)
     agent = dreamer.Agent(dreamer.Config(size="tiny", stoch=4, classes=4), spec, 2,
                           torch.device("cpu"), seed=0)  # fmt: skip
     obs, first = np.ones((2, 3), np.float32), np.ones(2, bool)
@@ -459,7 +513,7 @@ def test_actor_learns_to_avoid_a_predicted_termination():
     """World model (continue head), critic and REINFORCE actor together, in well under a
     minute: the agent must learn to keep the game going."""
     torch.set_num_threads(1)
-    spec = dreamer.EnvSpec((2,), np.dtype(np.float32), False, 1, (2,), True, 2)
+    spec = EnvSpec((2,), np.dtype(np.float32), False, 1, (2,), True, 2)
     cfg = dreamer.Config(size="tiny", stoch=4, classes=4, batch_size=8, batch_length=16,
                          train_ratio=32, learning_starts=256, replay_size=10_000,
                          model_lr=3e-4, actor_lr=3e-4, critic_lr=3e-4)  # fmt: skip
@@ -473,7 +527,7 @@ def test_actor_learns_to_avoid_a_predicted_termination():
         episode += reward
         nxt, done = env.obs(), terminated or truncated
         agent.observe(
-            dreamer.Transition(obs, action, np.array([reward], np.float32), np.array([terminated]),
+            Transition(obs, action, np.array([reward], np.float32), np.array([terminated]),
                                np.array([truncated]), np.array([done]), nxt, nxt)
         )  # fmt: skip
         obs, first = nxt, np.array([done])
@@ -489,9 +543,9 @@ def test_actor_learns_to_avoid_a_predicted_termination():
 @pytest.mark.learning
 def test_cartpole_learns(tmp_path):
     """The whole agent on the runner, seed 0: 1,500 updates of 8x32 sequences (train ratio 256)
-    with actor and critic lr 3e-4 and a 100-step horizon lift greedy CartPole evaluation from ~15
-    to ~200 within 2,000 env steps (seeds 1 and 2 reach 64 and 105). About two CPU-minutes; fails
-    if learning breaks."""
+    with actor and critic lr 3e-4 and discount 0.99 (a 100-step horizon) lift greedy CartPole
+    evaluation from ~15 to ~200 within 2,000 env steps (seeds 1 and 2 reach 64 and 105). About
+    two CPU-minutes; fails if learning breaks."""
     import frugal
 
     torch.set_num_threads(1)
@@ -513,7 +567,7 @@ def test_cartpole_learns(tmp_path):
             "agent.learning_starts=500",
             "agent.actor_lr=3e-4",
             "agent.critic_lr=3e-4",
-            "agent.horizon=100",
+            "agent.discount=0.99",
         ],
     )
     final = [p["eval/return_mean"] for p in run.metrics if "eval/return_mean" in p][-1]

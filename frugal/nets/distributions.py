@@ -38,11 +38,17 @@ def symlog_buckets(
 
 def twohot(x: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
     """x [...] (already in bucket space) -> [..., K] weights on the two neighbouring buckets,
-    linear in the distance, summing to 1 and decoding back to x. Values beyond the edges put
-    all weight on the edge bucket."""
+    linear in the distance, summing to 1 and decoding back to x: sum(code * buckets) == x.
+
+    buckets [K] must be increasing (spaced evenly or not, K >= 2). Values beyond the edges are
+    clipped to them, so they put all weight on the edge bucket; a value exactly on a bucket puts
+    all weight on it."""
     k = buckets.shape[0]
+    if buckets.dim() != 1 or k < 2:
+        raise ValueError(f"twohot needs a 1-d tensor of at least 2 buckets, got {buckets.shape}")
     x = x.clamp(buckets[0], buckets[-1])
-    above = torch.searchsorted(buckets, x.detach().contiguous(), right=True).clamp(max=k - 1)
+    position = x.detach().to(buckets.dtype).contiguous()
+    above = torch.searchsorted(buckets, position, right=True).clamp(max=k - 1)
     below = (above - 1).clamp(min=0)
     lo, hi = buckets[below], buckets[above]
     w_above = ((x - lo) / (hi - lo)).clamp(0.0, 1.0)

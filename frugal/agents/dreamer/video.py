@@ -9,23 +9,21 @@ model's, and their difference.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
 from frugal.envs.base import EnvSpec
-from frugal.envs.minatar_suite import channel_palette
+from frugal.nets.dreamer import WorldModel
 
 
 def observation_image(x: np.ndarray, spec: EnvSpec) -> np.ndarray:
     """An observation scaled to [0, 1], [C, H, W] -> uint8 [H, W, 3] of its newest frame:
-    RGB or grey for intensity images, one colour per channel for binary grids (MinAtar)."""
+    one colour per channel for binary grids (the env's `spec.palette`, MinAtar), else RGB or
+    grey."""
     frame = np.clip(x[-spec.frame_shape[0] :], 0.0, 1.0)
-    channels = frame.shape[0]
-    if spec.obs_high == 1.0:  # binary channels
-        image = np.einsum("chw,cd->hwd", frame, channel_palette(channels) / 255.0)
-    elif channels == 3:
+    if spec.palette is not None:
+        image = np.einsum("chw,cd->hwd", frame, spec.palette / 255.0)
+    elif frame.shape[0] == 3:
         image = frame.transpose(1, 2, 0)
     else:
         image = np.repeat(frame[0][..., None], 3, axis=-1)
@@ -33,13 +31,24 @@ def observation_image(x: np.ndarray, spec: EnvSpec) -> np.ndarray:
 
 
 class OpenLoopVideo:
-    """Panels [H, 3W, 3] of truth | open-loop model | |error| for env 0 of an evaluation."""
+    """Panels [H, 3W, 3] of truth | open-loop model | |error| for env 0 of an evaluation.
 
-    def __init__(self, agent: Any, horizon: int, seed: int = 0):
-        self.wm, self.spec, self.horizon = agent.wm, agent.spec, horizon
-        self.stoch_size = agent.cfg.stoch
-        self.gen = torch.Generator(device=agent.device)
-        self.gen.manual_seed(seed)  # its own stream: the video never shifts the agent's
+    wm: the agent's world model; stoch: its number of categorical latents; the prior's samples
+    come from a generator of their own (`seed`), so a video never shifts the agent's streams."""
+
+    def __init__(
+        self,
+        wm: WorldModel,
+        spec: EnvSpec,
+        stoch: int,
+        device: torch.device,
+        horizon: int,
+        seed: int = 0,
+    ):
+        self.wm, self.spec, self.horizon = wm, spec, horizon
+        self.stoch_size = stoch
+        self.gen = torch.Generator(device=device)
+        self.gen.manual_seed(seed)
         self.stoch = self.deter = self.action = None
         self.since_sync = 0
 
