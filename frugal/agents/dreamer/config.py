@@ -73,6 +73,24 @@ class Config:
     video_open_loop: int = mutable(50)
 
 
+def _cpu_budget(latents: int, **agent: float) -> dict[str, float | int | str]:
+    """What the CPU presets share: size tiny, latents x latents categoricals, imagination from
+    256 random posterior states, model lr 3e-4, actor and critic lr 1e-4."""
+    return dict(
+        size="tiny",
+        stoch=latents,
+        classes=latents,
+        imag_starts=256,
+        model_lr=3e-4,
+        actor_lr=1e-4,
+        critic_lr=1e-4,
+        **agent,
+    )
+
+
+# the run settings of the classic-control presets
+CLASSIC_RUN = dict(steps=50_000, eval_every=5_000, eval_episodes=10, checkpoint_every=10_000)
+
 PRESETS = {
     "atari100k": Preset(
         doc="Atari 100k as in the paper: size S, 64x64 RGB, action repeat 4, no sticky actions, "
@@ -94,56 +112,23 @@ PRESETS = {
         run=dict(
             steps=100_000, eval_every=10_000, eval_episodes=10, eval_envs=5, checkpoint_every=10_000
         ),
-        agent=dict(
-            size="tiny",
-            stoch=16,
-            classes=16,
-            train_ratio=64.0,
-            imag_starts=256,
-            learning_starts=2_048,
-            replay_size=200_000,
-            model_lr=3e-4,
-            actor_lr=1e-4,
-            critic_lr=1e-4,
-        ),
+        agent=_cpu_budget(latents=16, train_ratio=64.0, learning_starts=2_048, replay_size=200_000),
     ),
     "cartpole": Preset(
         doc="Classic control, discrete actions, on a CPU budget: size tiny (64 units), 8x8 "
         "latents, the paper's proprioceptive train ratio of 512 replayed steps per env step (one "
         "16x64 update every 2 env steps), imagination from 256 random posterior states, model lr "
         "3e-4, actor and critic lr 1e-4.",
-        run=dict(steps=50_000, eval_every=5_000, eval_episodes=10, checkpoint_every=10_000),
-        agent=dict(
-            size="tiny",
-            stoch=8,
-            classes=8,
-            train_ratio=512.0,
-            imag_starts=256,
-            learning_starts=1_024,
-            replay_size=100_000,
-            model_lr=3e-4,
-            actor_lr=1e-4,
-            critic_lr=1e-4,
-        ),
+        run=CLASSIC_RUN,
+        agent=_cpu_budget(latents=8, train_ratio=512.0, learning_starts=1_024, replay_size=100_000),
     ),
     "pendulum": Preset(
         doc="Classic control, continuous actions (dynamics backprop), on a CPU budget: size tiny, "
         "8x8 latents, train ratio 128 replayed steps per env step (one 16x64 update every 8 env "
         "steps), imagination from 256 random posterior states, model lr 3e-4, actor and critic "
         "lr 1e-4.",
-        run=dict(steps=50_000, eval_every=5_000, eval_episodes=10, checkpoint_every=10_000),
-        agent=dict(
-            size="tiny",
-            stoch=8,
-            classes=8,
-            train_ratio=128.0,
-            imag_starts=256,
-            learning_starts=1_024,
-            replay_size=100_000,
-            model_lr=3e-4,
-            actor_lr=1e-4,
-            critic_lr=1e-4,
-        ),
+        run=CLASSIC_RUN,
+        agent=_cpu_budget(latents=8, train_ratio=128.0, learning_starts=1_024, replay_size=100_000),
     ),
 }
 
