@@ -42,8 +42,8 @@ from machine import describe
 from frugal.api import build_config
 from frugal.config import EnvConfig
 from frugal.evaluation import evaluate
-from frugal.metrics import read_metrics
 from frugal.runner import Runner
+from frugal.runs import read_metrics
 
 CARTPOLE_STEPS = 99_840  # 390 rollouts of 8 x 32
 EVAL_EVERY = 5_120
@@ -97,7 +97,7 @@ def frugal_run(env: str, steps: int, seed: int, overrides: list[str], skip_eval:
     with tempfile.TemporaryDirectory() as tmp:
         runner = TimedRunner(config, Path(tmp), skip_eval=skip_eval)
         runner.run()
-        return runner, read_metrics(tmp)
+        return runner, read_metrics(Path(tmp) / "metrics.jsonl")[0]
 
 
 class SB3Actor:
