@@ -18,35 +18,39 @@ import numpy as np
 import torch
 from machine import describe  # benchmarks/machine.py
 
-from frugal.agents import efficientzero as ez_module
 from frugal.agents.base import Transition
-from frugal.agents.efficientzero import Agent
+from frugal.agents.efficientzero import Agent, v1, v2
 from frugal.api import build_config
 from frugal.envs import make_env
 from frugal.runner import resolve_device
 
 
 class NetTimer:
-    """Times `frugal.search.search` calls and the network calls inside them (the agent's
-    recurrent_fn): tree work = search time - recurrent time; network = the rest of the time."""
+    """Times the search calls (`frugal.search.puct` for V1, `gumbel` for V2) and the network
+    calls inside them (the agent's recurrent_fn): tree work = search time - recurrent time;
+    network = the rest of the time."""
 
     def __init__(self, agent: Agent):
         self.seconds = 0.0
         self.calls = 0
         self.search_seconds = 0.0
-        make = agent._recurrent_fn
-        inner_search = ez_module.search
+        model = agent.version.model
+        make = model.recurrent_fn
 
-        def timed_search(*a, **kw):
-            t0 = time.perf_counter()
-            out = inner_search(*a, **kw)
-            self.search_seconds += time.perf_counter() - t0
-            return out
+        def timed_search(inner_search):
+            def timed(*a, **kw):
+                t0 = time.perf_counter()
+                out = inner_search(*a, **kw)
+                self.search_seconds += time.perf_counter() - t0
+                return out
 
-        ez_module.search = timed_search
+            return timed
 
-        def timed_factory(net, generator):
-            inner = make(net, generator)
+        v1.puct = timed_search(v1.puct)
+        v2.gumbel = timed_search(v2.gumbel)
+
+        def timed_factory(net, generator, batch):
+            inner = make(net, generator, batch)
 
             def timed(emb, action):
                 t0 = time.perf_counter()
@@ -59,7 +63,7 @@ class NetTimer:
 
             return timed
 
-        agent._recurrent_fn = timed_factory
+        model.recurrent_fn = timed_factory
 
 
 def main() -> None:

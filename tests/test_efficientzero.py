@@ -6,15 +6,20 @@ import numpy as np
 import pytest
 import torch
 
-from frugal.nets.support import Support, h_inverse, h_transform, two_hot
-from frugal.replay.segments import (
-    SegmentReplay,
+from frugal.agents.efficientzero import Agent
+from frugal.agents.efficientzero.augment import augment_pixels
+from frugal.agents.efficientzero.losses import consistency_loss
+from frugal.agents.efficientzero.sampled import sample_candidates
+from frugal.agents.efficientzero.targets import (
     alive_mask,
     off_policy_td_steps,
     reward_targets,
     search_value_mask,
     td_targets,
 )
+from frugal.agents.efficientzero.v1 import visit_temperature
+from frugal.nets.support import Support, h_inverse, h_transform
+from frugal.replay.segments import SegmentReplay
 
 # ------------------------------------------------------------------------------- h(x), support
 
@@ -43,7 +48,7 @@ def test_two_hot_splits_mass_between_neighbours_and_clips():
     expected = torch.tensor(
         [[0.0, 0.75, 0.25], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.5, 0.5, 0.0]]
     )
-    torch.testing.assert_close(two_hot(y, -1.0, 1.0, 3), expected)
+    torch.testing.assert_close(Support(-1.0, 1.0, 3, transform=False).encode(y), expected)
 
 
 def test_support_encode_decode_round_trip_and_exact_projection():
@@ -212,18 +217,16 @@ def test_segment_replay_state_round_trip():
 
 # ------------------------------------------------------------------------------ agent pieces
 
-from frugal.agents import efficientzero as ez  # noqa: E402
-
 
 def test_consistency_gradient_flows_only_through_the_online_branch():
     online = torch.randn(4, 8, requires_grad=True)
     target = torch.randn(4, 8, requires_grad=True)
-    loss = ez.consistency_loss(online, target)
+    loss = consistency_loss(online, target)
     assert loss.shape == (4,)
     loss.sum().backward()
     assert online.grad is not None and online.grad.abs().sum() > 0
     assert target.grad is None, "the target branch must be stop-gradient"
-    same = ez.consistency_loss(target.detach(), target.detach())
+    same = consistency_loss(target.detach(), target.detach())
     torch.testing.assert_close(same, -torch.ones(4))
 
 
@@ -248,13 +251,13 @@ def test_consistency_in_the_network_only_trains_the_online_path():
     with torch.no_grad():
         target = net.project(net.represent(obs), with_predictor=False)
     s, _, _ = net.dynamics(net.represent(obs), torch.zeros(6, dtype=torch.long))
-    ez.consistency_loss(net.project(s, with_predictor=True), target).mean().backward()
+    consistency_loss(net.project(s, with_predictor=True), target).mean().backward()
     assert net.predictor[0].weight.grad is not None, "the predictor is on the online branch"
     assert net.dyn_in[0].weight.grad.abs().sum() > 0
 
 
 def test_visit_temperature_schedule():
-    assert [ez.visit_temperature(u, (10, 20)) for u in (0, 9, 10, 19, 20, 99)] == [
+    assert [visit_temperature(u, (10, 20)) for u in (0, 9, 10, 19, 20, 99)] == [
         1.0,
         1.0,
         0.5,
@@ -268,7 +271,7 @@ def test_sampled_candidates_include_the_mean_and_importance_logits():
     gen = torch.Generator().manual_seed(0)
     mean = torch.tensor([[0.3, -0.2]])
     std = torch.tensor([[0.5, 0.5]])
-    cand, logits = ez.sample_candidates(mean, std, 16, 4, 3.0, gen)
+    cand, logits = sample_candidates(mean, std, 16, 4, 3.0, gen)
     assert cand.shape == (1, 16, 2) and logits.shape == (1, 16)
     torch.testing.assert_close(cand[0, 0], torch.tanh(mean[0]))
     assert (cand.abs() < 1).all() and torch.isfinite(logits).all()
@@ -279,9 +282,9 @@ def test_sampled_candidates_include_the_mean_and_importance_logits():
 def test_augmentation_keeps_shape_and_shifts_within_padding():
     gen = torch.Generator().manual_seed(1)
     x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
-    out = ez.augment_pixels(x, gen, pad=2)
+    out = augment_pixels(x, gen, pad=2)
     assert out.shape == x.shape
-    ratio = out / ez.augment_pixels(x, torch.Generator().manual_seed(1), pad=2)
+    ratio = out / augment_pixels(x, torch.Generator().manual_seed(1), pad=2)
     torch.testing.assert_close(ratio, torch.ones_like(ratio)), "same generator, same result"
 
 
@@ -368,14 +371,14 @@ def _agent(env_id="gym/CartPole-v1", overrides=()):
     env = make_env(config.env, 1)
     spec = env.spec
     env.close()
-    return ez.Agent(config.agent, spec, 1, torch.device("cpu"), seed=0)
+    return Agent(config.agent, spec, 1, torch.device("cpu"), seed=0)
 
 
 def test_value_prefix_search_step_returns_prefix_differences_and_resets_at_the_horizon():
     agent = _agent(overrides=["agent.version=v1"])
     assert agent.value_prefix
     net, gen = agent.net.eval(), torch.Generator().manual_seed(0)
-    recurrent = agent._recurrent_fn(net, gen)
+    recurrent = agent.version.model.recurrent_fn(net, gen, 2)
     with torch.no_grad():
         s = net.represent(torch.randn(2, 4))
         h = torch.randn(2, agent.cfg.lstm_hidden)

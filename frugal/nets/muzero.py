@@ -33,7 +33,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from frugal.nets.layers import ResBlock
+from frugal.errors import FrugalError
+from frugal.nets.layers import PixelScaler, ResBlock, mlp
 
 RewardState = tuple[torch.Tensor, torch.Tensor] | None
 
@@ -80,21 +81,6 @@ class MLPBlock(nn.Module):
         return F.relu(x + self.ln2(self.fc2(h)))
 
 
-def head_mlp(
-    sizes: tuple[int, ...], norm: type[nn.Module], zero_last: bool = True
-) -> nn.Sequential:
-    """Linear -> norm -> ReLU for every hidden layer, then a plain Linear (zero-initialised)."""
-    layers: list[nn.Module] = []
-    for i in range(len(sizes) - 2):
-        layers += [nn.Linear(sizes[i], sizes[i + 1]), norm(sizes[i + 1]), nn.ReLU()]
-    last = nn.Linear(sizes[-2], sizes[-1])
-    if zero_last:
-        nn.init.zeros_(last.weight)
-        nn.init.zeros_(last.bias)
-    layers.append(last)
-    return nn.Sequential(*layers)
-
-
 def downsample_resnet(in_channels: int, channels: int) -> nn.Sequential:
     """EfficientZero's Atari downsampler: spatial /16 (96 -> 6), `channels` out."""
     half = channels // 2
@@ -133,6 +119,7 @@ class MuZeroNet(nn.Module):
     def __init__(self, c: NetConfig):
         super().__init__()
         self.c = c
+        self.pixels = PixelScaler(c.obs_scale) if c.obs_scale != 1.0 else None
         a = c.num_actions
         policy_out = a if c.discrete else 2 * a
         if c.kind == "resnet":
@@ -177,15 +164,11 @@ class MuZeroNet(nn.Module):
             self.represent_net = nn.Sequential(
                 *torso,
                 nn.Flatten(),
-                nn.Linear(size, c.hidden),
-                nn.LayerNorm(c.hidden),
-                nn.ReLU(),
+                *mlp((size, c.hidden), norm=nn.LayerNorm),
                 *[MLPBlock(c.hidden) for _ in range(c.blocks)],
                 nn.Linear(c.hidden, c.latent),
             )
-            self.dyn_in = nn.Sequential(
-                nn.Linear(c.latent + a, c.hidden), nn.LayerNorm(c.hidden), nn.ReLU()
-            )
+            self.dyn_in = mlp((c.latent + a, c.hidden), norm=nn.LayerNorm)
             self.dyn_blocks = nn.Sequential(*[MLPBlock(c.hidden) for _ in range(c.blocks)])
             self.dyn_out = nn.Linear(c.hidden, c.latent)
             self.reward_reduce = nn.Identity()
@@ -195,40 +178,34 @@ class MuZeroNet(nn.Module):
             norm = nn.LayerNorm
             latent_size = c.latent
         else:
-            raise ValueError(f"unknown network kind {c.kind!r}; use resnet, conv or mlp")
+            raise FrugalError(f"unknown network kind {c.kind!r}; use resnet, conv or mlp")
         fc = tuple(c.fc)
+
+        def head(inputs: int, outputs: int) -> nn.Sequential:
+            """Linear -> norm -> ReLU per `fc` layer, then a zero-initialised Linear."""
+            return mlp((inputs, *fc, outputs), nn.ReLU, norm=norm, last_act=False, zero_last=True)
+
         if c.value_prefix:
             self.lstm = nn.LSTMCell(flat, c.lstm_hidden)
             self.lstm_norm = norm(c.lstm_hidden)
-            self.reward_head = head_mlp((c.lstm_hidden, *fc, c.reward_bins), norm)
+            self.reward_head = head(c.lstm_hidden, c.reward_bins)
         else:
-            self.reward_head = head_mlp((flat, *fc, c.reward_bins), norm)
-        self.value_head = head_mlp((flat, *fc, c.value_bins), norm)
-        self.policy_head = head_mlp((flat, *fc, policy_out), norm)
+            self.reward_head = head(flat, c.reward_bins)
+        self.value_head = head(flat, c.value_bins)
+        self.policy_head = head(flat, policy_out)
+        bn = nn.BatchNorm1d
         self.projection = nn.Sequential(
-            nn.Linear(latent_size, c.proj_hidden),
-            nn.BatchNorm1d(c.proj_hidden),
-            nn.ReLU(),
-            nn.Linear(c.proj_hidden, c.proj_hidden),
-            nn.BatchNorm1d(c.proj_hidden),
-            nn.ReLU(),
+            *mlp((latent_size, c.proj_hidden, c.proj_hidden), norm=bn),
             nn.Linear(c.proj_hidden, c.proj_out),
-            nn.BatchNorm1d(c.proj_out),
+            bn(c.proj_out),
         )
-        self.predictor = nn.Sequential(
-            nn.Linear(c.proj_out, c.pred_hidden),
-            nn.BatchNorm1d(c.pred_hidden),
-            nn.ReLU(),
-            nn.Linear(c.pred_hidden, c.proj_out),
-        )
+        self.predictor = mlp((c.proj_out, c.pred_hidden, c.proj_out), norm=bn, last_act=False)
 
     # ----------------------------------------------------------------------------- functions
 
     def represent(self, obs: torch.Tensor) -> torch.Tensor:
         """obs [B, *obs_shape] (uint8 pixels or float vectors) -> latent [B, ...]."""
-        x = obs.float()
-        if self.c.obs_scale != 1.0:
-            x = x * (1.0 / self.c.obs_scale)
+        x = obs.float() if self.pixels is None else self.pixels(obs)
         s = self.represent_net(x)
         return normalize_latent(s) if self.c.latent_norm else s
 

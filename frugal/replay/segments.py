@@ -1,4 +1,4 @@
-"""Game-segment replay for MuZero-family agents (EfficientZero), and the pure target functions.
+"""Game-segment replay for MuZero-family agents (EfficientZero).
 
 EfficientZero keeps "game segments": runs of consecutive moves with their observations, actions,
 rewards and the search statistics of the acting search, and samples *positions* inside them
@@ -7,15 +7,11 @@ frames once, the actions, rewards and end flags); this module adds one row of se
 per move (policy target, root value and, for continuous control, the root's candidate actions)
 and a sum tree over positions. A position is sampleable once the `window` moves that follow it
 (unroll + TD horizon) are written, so every sample has its whole target window in memory; moves
-beyond the end of a game read the next game's rows and are masked by the target functions.
+beyond the end of a game read the next game's rows and are masked by the target functions
+(`frugal.agents.efficientzero.targets`).
 
 Reanalysis inputs come out as index arrays: `observations(rows, envs)` stacks observations at
 any absolute rows, `final_observations` gives the true successors of truncated moves.
-
-Targets (numpy, batched, exact) follow EfficientZero: an n-step TD target that stops at a
-terminal (no bootstrap) or a truncation (bootstrap from the final observation); rewards or value
-prefixes (sums of rewards since the last LSTM reset) for each unroll step; zero reward and value
-targets after a terminal, and masks after a truncation.
 """
 
 from __future__ import annotations
@@ -27,145 +23,6 @@ import numpy as np
 
 from frugal.replay.streams import StreamReplay
 from frugal.replay.sum_tree import SumTree
-
-# ------------------------------------------------------------------------------ target functions
-
-
-def alive_mask(terminated: np.ndarray, truncated: np.ndarray, positions: int) -> np.ndarray:
-    """bool [B, positions]: position t+k still belongs to the game of position t (no end among
-    moves t .. t+k-1). terminated / truncated: bool [B, L] for moves t .. t+L-1, L >= P - 1."""
-    ended = terminated | truncated
-    out = np.ones((len(ended), positions), dtype=bool)
-    if positions > 1:
-        out[:, 1:] = ~np.cumsum(ended[:, : positions - 1], axis=1).astype(bool)
-    return out
-
-
-def after_terminal_mask(
-    terminated: np.ndarray, truncated: np.ndarray, positions: int
-) -> np.ndarray:
-    """bool [B, positions]: the game of position t ended with a terminal before position t+k
-    (so t+k is an absorbing state: value 0, reward 0). After a truncation it is False."""
-    alive = alive_mask(terminated, truncated, positions)
-    if positions <= 1:
-        return np.zeros_like(alive)
-    head = (terminated | truncated)[:, : positions - 1]
-    first = head.argmax(1)
-    first_terminal = head.any(1) & terminated[np.arange(len(head)), first]
-    return ~alive & first_terminal[:, None]
-
-
-def reward_targets(
-    rewards: np.ndarray,
-    terminated: np.ndarray,
-    truncated: np.ndarray,
-    unroll: int,
-    value_prefix: bool = False,
-    horizon: int = 5,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Targets of the reward head at unroll steps k = 1..K (the move t+k-1 led there).
-
-    rewards, terminated, truncated: [B, L] for moves t .. t+L-1, L >= K.
-    Returns (targets float32 [B, K], mask bool [B, K]). A move of the game of t gives its reward;
-    after a terminal the reward is 0; after a truncation the step is masked. With value_prefix,
-    target k is the sum of the per-step targets since the last reset, the LSTM being reset after
-    every `horizon` steps (steps 1..h, h+1..2h, ...)."""
-    alive = alive_mask(terminated, truncated, unroll)  # move t+k-1 is in the game
-    absorbing = after_terminal_mask(terminated, truncated, unroll)
-    per_step = np.where(alive, rewards[:, :unroll], 0.0).astype(np.float32)
-    mask = alive | absorbing
-    if not value_prefix:
-        return per_step, mask
-    out = np.zeros_like(per_step)
-    running = np.zeros(len(per_step), dtype=np.float32)
-    for k in range(unroll):
-        if k % horizon == 0:
-            running = np.zeros_like(running)
-        running = running + per_step[:, k]
-        out[:, k] = running
-    return out, mask
-
-
-@dataclass
-class TDTargets:
-    """n-step value targets without their bootstrap values, for positions k = 0..P-1.
-
-    partial: float64 [B, P] discounted rewards up to the bootstrap.
-    boot_row: int64 [B, P] offset from t of the bootstrap: the row whose observation
-        (from_final False) or whose move's final observation (from_final True) is valued.
-    from_final: bool [B, P] bootstrap from the final observation of a truncated move.
-    discount: float64 [B, P] gamma^steps, 0 where there is no bootstrap (terminal, or masked).
-    valid: bool [B, P] the target is known (False after a truncation ended the game of t).
-    Target = partial + discount * V(bootstrap observation)."""
-
-    partial: np.ndarray
-    boot_row: np.ndarray
-    from_final: np.ndarray
-    discount: np.ndarray
-    valid: np.ndarray
-
-
-def td_targets(
-    rewards: np.ndarray,
-    terminated: np.ndarray,
-    truncated: np.ndarray,
-    n: np.ndarray,
-    gamma: float,
-    positions: int,
-) -> TDTargets:
-    """n-step TD targets for positions t+k, k = 0..P-1, each sample with its own horizon.
-
-    rewards, terminated, truncated: [B, L] for moves t .. t+L-1 with L >= P - 1 + max(n).
-    n: int [B] horizons (>= 1). The sum stops at the first end of the game: a terminal adds its
-    reward and no bootstrap; a truncation adds its reward and bootstraps from that move's final
-    observation with gamma^(steps taken). Positions after the game's end: 0 after a terminal,
-    invalid after a truncation."""
-    batch = len(rewards)
-    n = np.asarray(n, dtype=np.int64)
-    nmax = int(n.max())
-    if rewards.shape[1] < positions - 1 + nmax:
-        raise ValueError(f"need {positions - 1 + nmax} moves of rewards, got {rewards.shape[1]}")
-    ended = terminated | truncated
-    alive = alive_mask(terminated, truncated, positions)
-    absorbing = after_terminal_mask(terminated, truncated, positions)
-    partial = np.zeros((batch, positions))
-    boot_row = np.zeros((batch, positions), dtype=np.int64)
-    from_final = np.zeros((batch, positions), dtype=bool)
-    discount = np.zeros((batch, positions))
-    for k in range(positions):
-        running = alive[:, k].copy()  # still summing
-        for i in range(nmax):
-            step = running & (i < n)
-            partial[:, k] += np.where(step, gamma**i * rewards[:, k + i], 0.0)
-            trunc = step & truncated[:, k + i] & ~terminated[:, k + i]
-            boot_row[:, k] = np.where(trunc, k + i, boot_row[:, k])
-            from_final[:, k] |= trunc
-            discount[:, k] = np.where(trunc, gamma ** (i + 1), discount[:, k])
-            last = step & (i == n - 1) & ~ended[:, k + i]
-            boot_row[:, k] = np.where(last, k + n, boot_row[:, k])
-            discount[:, k] = np.where(last, gamma**n, discount[:, k])
-            running = step & ~ended[:, k + i]
-    return TDTargets(partial, boot_row, from_final, discount, alive | absorbing)
-
-
-def off_policy_td_steps(age: np.ndarray, td_steps: int, auto_td_steps: int) -> np.ndarray:
-    """EfficientZero V1's off-policy correction: the TD horizon shrinks by one for every
-    `auto_td_steps` transitions of data age, clipped to [1, td_steps]. age: int [B] -> int [B]."""
-    shrink = np.asarray(age, dtype=np.int64) // max(1, int(auto_td_steps))
-    return np.clip(td_steps - shrink, 1, td_steps).astype(np.int64)
-
-
-def search_value_mask(
-    age: np.ndarray, updates: int, start_updates: int, threshold: int
-) -> np.ndarray:
-    """EfficientZero V2's mixed value target (SVE): bool [B], True where the value target comes
-    from the reanalysis search's root value — once `updates` >= `start_updates`, for data older
-    than the newest `threshold` transitions; the rest keep the n-step TD target."""
-    age = np.asarray(age)
-    if updates < start_updates:
-        return np.zeros(age.shape, dtype=bool)
-    return age >= threshold
-
 
 # ------------------------------------------------------------------------------------- replay
 
