@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 from frugal import checkpoint
 from frugal.agents import agent_module
+from frugal.agents.base import AgentPackage
 from frugal.config import (
     Config,
     EnvConfig,
@@ -17,10 +19,13 @@ from frugal.config import (
     mutable_keys,
     parse_overrides,
 )  # fmt: skip
-from frugal.envs import describe, resolve
+from frugal.envs import PROTOCOLS, describe, resolve, suite_of
 from frugal.errors import FrugalError, unknown
-from frugal.runner import Runner
+from frugal.lock import RunLock
+from frugal.runner import Runner, resolve_device
 from frugal.runs import CHECKPOINTS, CONFIG_FILE, Run, load_config, load_run, save_config
+
+NAME_MAX, PATH_MAX = 255, 4096  # bytes, as Linux file systems allow
 
 
 def build_config(
@@ -37,6 +42,7 @@ def build_config(
     if preset not in module.PRESETS:
         raise unknown(f"preset for {algo}", preset, module.PRESETS)
     chosen = module.PRESETS[preset]
+    _check_preset_fits(algo, preset, env, module)
     config = Config(algo, preset, EnvConfig(id=env), RunConfig(), module.Config())
     apply(config.env, "env", chosen.env)
     apply(config.run, "run", chosen.run)
@@ -54,16 +60,40 @@ def build_config(
     return config
 
 
+def _check_preset_fits(algo: str, name: str, env: str, package: AgentPackage) -> None:
+    """A preset made for one suite (its env protocol says which) does not fit another's envs."""
+    protocol = package.PRESETS[name].env.get("protocol", "auto")
+    if protocol not in ("auto", *PROTOCOLS[suite_of(env)]):
+        raise FrugalError(
+            f"preset '{name}' of {algo} is for another env suite (protocol {protocol}); "
+            f"for {env} use --preset {package.default_preset(describe(env))} or leave it out"
+        )
+
+
+MAX_ENVS = 1024  # vectorised envs in one process
+
+
 def validate(config: Config) -> None:
+    run = config.run
     checks = [
-        (config.run.steps > 0, "run.steps must be positive"),
-        (config.env.num_envs >= 1, "env.num_envs must be at least 1"),
-        (config.run.eval_episodes >= 1, "run.eval_episodes must be at least 1"),
-        (config.run.eval_envs >= 1, "run.eval_envs must be at least 1"),
+        (run.steps > 0, "run.steps must be positive"),
+        (0 <= run.seed < 2**63, f"run.seed must be in [0, 2^63), got {run.seed}"),
+        (1 <= config.env.num_envs <= MAX_ENVS, f"env.num_envs must be in [1, {MAX_ENVS}]"),
+        (run.eval_episodes >= 1, "run.eval_episodes must be at least 1"),
+        (run.eval_envs >= 1, "run.eval_envs must be at least 1"),
+    ]
+    checks += [
+        (getattr(run, k) >= 0, f"run.{k} must be 0 or more (0 = {when}), got {getattr(run, k)}")
+        for k, when in (
+            ("eval_every", "only at the end"),
+            ("log_every", "only at evaluations"),
+            ("checkpoint_every", "only at the end and on a stop"),
+        )
     ]
     for ok, message in checks:
         if not ok:
             raise FrugalError(message)
+    resolve_device(run.device)
 
 
 def _new_run_dir(config: Config, root: Path) -> Path:
@@ -89,16 +119,61 @@ def train(
     """Train from scratch; returns the finished run."""
     config = build_config(algo, env, preset, steps, seed, overrides)
     path = Path(run_dir) if run_dir else _new_run_dir(config, Path("runs"))
-    if (path / CHECKPOINTS).exists() or (path / CONFIG_FILE).exists():
+    _check_run_dir(path)
+    _refuse_existing_run(path, config)
+    runner = Runner(config, path)  # builds env and agent first: a bad setting leaves no run behind
+    started = False
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with RunLock(path, "train"):
+            _refuse_existing_run(path, config)  # again, now that no other process can write it
+            save_config(config, path)
+            started = True
+            runner.run()
+    except BaseException:
+        if not started:
+            runner.env.close()
+        raise
+    return load_run(path)
+
+
+def _check_run_dir(path: Path) -> None:
+    """A run dir that can be made and written: one line saying why not, before any work."""
+    text = str(path)
+    try:
+        encoded = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FrugalError(f"--run-dir {text!r} is not valid UTF-8; give a UTF-8 path") from None
+    longest = max((len(part.encode("utf-8")) for part in path.parts), default=0)
+    if longest > NAME_MAX or len(encoded) > PATH_MAX:
+        raise FrugalError(
+            f"--run-dir is too long ({len(encoded)} bytes, longest name {longest}); a name may "
+            f"have {NAME_MAX} bytes and a path {PATH_MAX}"
+        )
+    if path.is_file():
+        raise FrugalError(f"--run-dir {path} is a file; give a directory (new or empty)")
+    ancestor = path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise FrugalError(f"--run-dir {path} lies under {ancestor}, which is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise FrugalError(f"--run-dir {path} cannot be written: {ancestor} is read-only")
+
+
+def _refuse_existing_run(path: Path, config: Config) -> None:
+    """A run dir with a checkpoint holds a run. One with a config but no checkpoint is a run that
+    died before its first checkpoint: the same command may start it again, from step 0."""
+    if (path / CHECKPOINTS / checkpoint.POINTER).is_file():
         raise FrugalError(
             f"{path} already holds a run; continue it with 'frugal resume {path}' "
             "or pick a new --run-dir"
         )
-    runner = Runner(config, path)  # builds env and agent first: a bad setting leaves no run behind
-    path.mkdir(parents=True, exist_ok=True)
-    save_config(config, path)
-    runner.run()
-    return load_run(path)
+    if (path / CONFIG_FILE).exists() and load_config(path).to_dict() != config.to_dict():
+        raise FrugalError(
+            f"{path} holds a run that stopped before its first checkpoint with other settings; "
+            "train it again with the same command, or pick a new --run-dir"
+        )
 
 
 MUTABLE_SECTIONS = ("run", "agent")
@@ -123,7 +198,8 @@ def resume(
     if frozen:
         raise FrugalError(
             f"{', '.join(frozen)} cannot change when resuming (it would change the networks, "
-            f"replay or env); changeable: run.*, agent.{{{','.join(sorted(changeable))}}}"
+            f"replay or env); changeable: run.* except run.seed, "
+            f"agent.{{{','.join(sorted(changeable))}}}"
         )
     record: dict[str, Any] = {}
     for section in MUTABLE_SECTIONS:
@@ -134,16 +210,17 @@ def resume(
         config.run.steps = steps
         record["run.steps"] = steps
     validate(config)
-    runner = Runner(config, path, resume=True)
-    if runner.env_step > config.run.steps:
-        runner.env.close()
-        raise FrugalError(
-            f"{path} is already at env step {runner.env_step:,}; give --steps above that"
-        )
-    if record:
-        config.history.append({"env_step": runner.env_step, "set": record})
-    save_config(config, path)
-    runner.run()
+    with RunLock(path, "resume"):
+        runner = Runner(config, path, resume=True)
+        if runner.env_step > config.run.steps:
+            runner.env.close()
+            raise FrugalError(
+                f"{path} is already at env step {runner.env_step:,}; give --steps above that"
+            )
+        if record:
+            config.history.append({"env_step": runner.env_step, "set": record})
+        save_config(config, path)
+        runner.run()
     return load_run(path)
 
 

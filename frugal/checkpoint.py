@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
@@ -79,16 +80,21 @@ def save(directory: str | Path, name: str, state: dict[str, Any], keep: bool = F
     final = directory / name
     partial = directory / f".{name}.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
     tensors: dict[str, torch.Tensor] = {}
     tree = _flatten(state, "", tensors)
-    torch.save(tensors, partial / "tensors.pt")
-    with open(partial / "state.json", "w") as f:
-        json.dump({"format": FORMAT, "state": tree}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    with open(partial / "tensors.pt", "rb+") as f:
-        os.fsync(f.fileno())
+    try:
+        partial.mkdir()
+        torch.save(tensors, partial / "tensors.pt")
+        with open(partial / "state.json", "w") as f:
+            json.dump({"format": FORMAT, "state": tree}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        with open(partial / "tensors.pt", "rb+") as f:
+            os.fsync(f.fileno())
+    except (OSError, RuntimeError) as e:  # disk full, quota, read-only: torch says RuntimeError
+        shutil.rmtree(partial, ignore_errors=True)
+        kept = f"the previous checkpoint ({_pointed(directory)}) is kept"
+        raise FrugalError(f"cannot write checkpoint {final} ({_first_line(e)}); {kept}") from None
     shutil.rmtree(final, ignore_errors=True)
     os.replace(partial, final)
     _fsync_dir(directory)
@@ -103,15 +109,55 @@ def save(directory: str | Path, name: str, state: dict[str, Any], keep: bool = F
     return final
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:200] if text else type(e).__name__
+
+
+def _pointed(directory: Path) -> str:
+    try:
+        return (directory / POINTER).read_text().strip() or "none"
+    except OSError:
+        return "none"
+
+
+def remove_partial(directory: str | Path) -> None:
+    """Remove checkpoints that a killed process left half-written (they were never published)."""
+    directory = Path(directory)
+    if directory.is_dir():
+        for leftover in directory.glob(".*.partial"):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 def latest(directory: str | Path) -> Path:
     directory = Path(directory)
     pointer = directory / POINTER
     if not pointer.is_file():
         raise FrugalError(f"no checkpoint in {directory} (expected a '{POINTER}' file there)")
-    target = directory / pointer.read_text().strip()
+    name = pointer.read_text().strip()
+    if not name:
+        raise FrugalError(f"checkpoint pointer {pointer} is empty; it should name a checkpoint")
+    if name in (".", "..") or "/" in name or "\\" in name:
+        raise FrugalError(
+            f"checkpoint pointer {pointer} names '{name}', outside {directory}; refusing it"
+        )
+    target = directory / name
     if not target.is_dir():
         raise FrugalError(f"checkpoint pointer {pointer} names a missing directory {target.name}")
     return target
+
+
+def load_latest(directory: str | Path, attempts: int = 5) -> dict[str, Any]:
+    """The latest checkpoint, read consistently while a trainer may publish a newer one and
+    remove this one: a read that fails because the pointer moved on is retried on the new one."""
+    for _ in range(attempts - 1):
+        target = latest(directory)
+        try:
+            return load(target)
+        except FrugalError:
+            if latest(directory) == target:
+                raise
+    return load(latest(directory))
 
 
 def load(path: str | Path) -> dict[str, Any]:
@@ -128,6 +174,10 @@ def load(path: str | Path) -> dict[str, Any]:
         raise FrugalError(
             f"checkpoint {path} is incomplete: {Path(e.filename).name} missing"
         ) from None
-    except Exception as e:  # corrupt JSON, truncated zip, unsafe pickle content ...
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FrugalError(f"checkpoint {path} cannot be read ({first_line[:200]})") from None
+    except pickle.UnpicklingError:
+        raise FrugalError(
+            f"checkpoint {path} cannot be read: tensors.pt holds pickled objects besides tensors, "
+            "and frugal never executes code from a checkpoint"
+        ) from None
+    except Exception as e:  # corrupt JSON, truncated zip ...
+        raise FrugalError(f"checkpoint {path} cannot be read ({_first_line(e)})") from None

@@ -6,7 +6,9 @@ import argparse
 import json
 import signal
 import sys
+import textwrap
 
+from frugal import __version__
 from frugal.errors import FrugalError
 
 
@@ -17,6 +19,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="frugal", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"frugal {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     p = sub.add_parser("train", help="train an agent from scratch")
@@ -44,20 +47,33 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--x", default="env_step", choices=["env_step", "update", "wall_s"])
     p.add_argument("--out", help="output directory (default: ./compare)")
 
-    sub.add_parser("list", help="algorithms, presets and env suites")
+    p = sub.add_parser("list", help="algorithms, presets and env suites")
+    p.add_argument("algo", nargs="?", help="show this algorithm's presets in full")
     return parser
 
 
-def _list() -> None:
+def _list(only: str | None) -> None:
+    """One line per preset; with an algorithm, each preset's whole description."""
     from frugal.agents import ALGORITHMS, agent_module
     from frugal.envs.protocols import PROTOCOLS
 
     print("algorithms and presets:")
-    for algo in ALGORITHMS:
-        module = agent_module(algo)
+    for algo in [only] if only else ALGORITHMS:
+        package = agent_module(algo)
         print(f"  {algo}")
-        for name, preset in module.PRESETS.items():
-            print(f"    --preset {name:<12} {preset.doc}")
+        for name, preset in package.PRESETS.items():
+            if only:
+                print(f"    --preset {name}")
+                print(
+                    textwrap.fill(preset.doc, 96, initial_indent=" " * 6, subsequent_indent=" " * 6)
+                )
+                continue
+            doc = (
+                preset.doc if len(preset.doc) <= 64 else preset.doc[:61].rsplit(" ", 1)[0] + " ..."
+            )
+            print(f"    --preset {name:<12} {doc}")
+    if not only:
+        print("  ('frugal list ALGO' shows each preset's full description and deviations)")
     print("env suites (--env) and protocols (env.protocol=...):")
     examples = {"atari": "atari/Breakout", "minatar": "minatar/breakout", "gym": "gym/CartPole-v1"}
     for suite, protocols in PROTOCOLS.items():
@@ -79,7 +95,7 @@ def run(argv: list[str]) -> int:
     from frugal import api
 
     if args.command == "list":
-        _list()
+        _list(args.algo)
         return 0
     if args.command == "train":
         result = api.train(
@@ -114,13 +130,16 @@ def _report_run(result) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from frugal.runner import Interrupted
+    from frugal.runner import Diverged, Interrupted
 
     try:
         code = run(sys.argv[1:] if argv is None else argv)
     except FrugalError as e:
         print(f"frugal: error: {e}", file=sys.stderr)
         code = 2
+    except Diverged as e:
+        print(f"frugal: error: {e}", file=sys.stderr)
+        code = 3
     except Interrupted as e:
         print(f"frugal: {e}; checkpoint saved, continue with 'frugal resume'", file=sys.stderr)
         code = 128 + e.signum

@@ -17,16 +17,15 @@ from frugal.runs import METRICS_FILE
 class MetricsWriter:
     """Appends log points to metrics.jsonl and TensorBoard.
 
-    `offset()` is saved in each checkpoint; a resumed run truncates the file back to it, so the
-    log never holds points from work that the checkpoint does not contain."""
+    `offset()` is saved in each checkpoint; a resumed run truncates the file back to it (a fresh
+    start to 0) and TensorBoard drops its events from `purge_step` on, so the log never holds
+    points from work that the checkpoint does not contain."""
 
-    def __init__(
-        self, run_dir: Path, resume_offset: int | None = None, purge_step: int | None = None
-    ):
+    def __init__(self, run_dir: Path, offset: int, purge_step: int):
         self.path = run_dir / METRICS_FILE
-        if resume_offset is not None and self.path.exists():
+        if self.path.exists():
             with open(self.path, "rb+") as f:
-                f.truncate(resume_offset)
+                f.truncate(offset)
         self._file = open(self.path, "a")  # noqa: SIM115 - kept open for the run
         from torch.utils.tensorboard import SummaryWriter
 
@@ -89,7 +88,9 @@ class Progress:
         ups = (updates - start_updates) / elapsed
         eta = (self.total - env_step) / sps if sps > 0 else math.inf
         ret = "-" if last_return is None else f"{last_return:.1f}"
-        info = f"{sps:,.0f} steps/s  {ups:,.1f} updates/s  return {ret}  ETA {_duration(eta)}"
+        info = f"{sps:,.0f} steps/s  {ups:,.1f} updates/s  return {ret}"
+        if math.isfinite(eta):  # no ETA before there is a rate to base it on
+            info += f"  ETA {_duration(eta)}"
         if self._bar is not None:
             self._bar.update(self._task, completed=env_step, info=info)
         else:
@@ -101,8 +102,6 @@ class Progress:
 
 
 def _duration(seconds: float) -> str:
-    if not math.isfinite(seconds):
-        return "?"
     seconds = int(seconds)
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)

@@ -4,6 +4,7 @@ result does not depend on how fast the machine is."""
 
 from __future__ import annotations
 
+import math
 import random
 import signal
 import time
@@ -19,15 +20,29 @@ from frugal.agents import agent_module
 from frugal.agents.base import Agent, Transition
 from frugal.config import Config
 from frugal.envs import EnvSpec, make_env
+from frugal.errors import FrugalError
 from frugal.evaluation import evaluate
 from frugal.metrics import MetricsWriter, Progress
 from frugal.runs import CHECKPOINTS
 
 
 def resolve_device(name: str) -> torch.device:
+    """auto | cpu | cuda | cuda:N, checked against the machine."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise FrugalError(f"run.device '{name}' is not a device; use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise FrugalError(f"run.device={name}, but this machine has no CUDA device; use cpu")
+        if (device.index or 0) >= count:
+            raise FrugalError(f"run.device={name}, but this machine has {count} CUDA device(s)")
+    return device
 
 
 def build_agent(config: Config, spec: EnvSpec, num_envs: int) -> Agent:
@@ -49,6 +64,43 @@ class Interrupted(Exception):
         self.signum = signum
 
 
+class Diverged(Exception):
+    """A loss, gradient norm or weight became non-finite: the run stops without checkpointing, so
+    the last checkpoint (written before it) stays the one pointed to."""
+
+    def __init__(self, what: str, update: int, env_step: int, last: str):
+        super().__init__(
+            f"{what} is not finite at update {update:,} (env step {env_step:,}); training "
+            f"stopped, the last finite checkpoint is {last} (lower agent.lr, or clip gradients, "
+            "and resume)"
+        )
+
+
+def _watched(key: str) -> bool:
+    """Update metrics that must stay finite: losses and gradient norms."""
+    name = key.rsplit("/", 1)[-1]
+    return "loss" in name or "grad" in name
+
+
+def _nonfinite_tensor(tree: Any, path: str = "agent") -> str | None:
+    """The path of the first floating torch tensor (a weight or optimiser state) in `tree` that
+    holds a NaN or an infinity; None when all are finite. Replay arrays (numpy) are not weights."""
+    if isinstance(tree, torch.Tensor):
+        bad = tree.is_floating_point() and not bool(torch.isfinite(tree).all())
+        return path if bad else None
+    if isinstance(tree, dict):
+        items = tree.items()
+    elif isinstance(tree, list | tuple):
+        items = enumerate(tree)
+    else:
+        return None
+    for key, value in items:
+        found = _nonfinite_tensor(value, f"{path}/{key}")
+        if found:
+            return found
+    return None
+
+
 class Runner:
     def __init__(self, config: Config, run_dir: Path, resume: bool = False):
         self.config = config
@@ -67,24 +119,25 @@ class Runner:
         self.episode_returns = np.zeros(config.env.num_envs)
         self.episode_lengths = np.zeros(config.env.num_envs, dtype=np.int64)
         self._metrics_offset: int | None = None
+        # running sums since the last log point: checkpointed, so a resumed log averages the same
+        self._pending: dict[str, list[float]] = defaultdict(list)
         if resume:
-            self._metrics_offset = self._restore(checkpoint.load(checkpoint.latest(self.ckpt_dir)))
+            self._metrics_offset = self._restore(checkpoint.load_latest(self.ckpt_dir))
         else:
             self.obs = self.env.reset(run.seed)
             self.first = np.ones(config.env.num_envs, dtype=bool)
             self.act_state = self.agent.initial_act_state(config.env.num_envs)
         self.metrics: MetricsWriter | None = None
-        self._pending: dict[str, list[float]] = defaultdict(list)
         self._stop_signal: int | None = None
 
     # ----------------------------------------------------------------------------- the loop
 
     def run(self) -> None:
         run = self.config.run
-        resumed = self._metrics_offset is not None
-        self.metrics = MetricsWriter(
-            self.run_dir, self._metrics_offset, purge_step=self.env_step if resumed else None
-        )
+        checkpoint.remove_partial(self.ckpt_dir)
+        # a fresh start in a run dir whose first run died before its first checkpoint logs anew
+        offset = self._metrics_offset if self._metrics_offset is not None else 0
+        self.metrics = MetricsWriter(self.run_dir, offset, purge_step=self.env_step)
         progress = Progress(run.steps, self.env_step, run.progress)
         start_updates, last_return = self.updates, None
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -98,9 +151,12 @@ class Runner:
                 else:  # training that the agent schedules after collection ends
                     due = self.updates + 1
                 while self.updates < due:
-                    for key, value in self.agent.update().items():
-                        self._pending[key].append(value)
+                    result = self.agent.update()
                     self.updates += 1
+                    for key, value in result.items():
+                        if _watched(key) and not math.isfinite(value):
+                            raise self._diverged(key)
+                        self._pending[key].append(value)
                 self.wall_s = time.perf_counter() - t0
                 if self._pending["train/episode_return"]:
                     last_return = self._pending["train/episode_return"][-1]
@@ -191,13 +247,25 @@ class Runner:
 
     # ---------------------------------------------------------------------------- checkpoints
 
+    def _diverged(self, what: str) -> Diverged:
+        try:
+            last = checkpoint.latest(self.ckpt_dir).name
+        except FrugalError:
+            last = "none: none was written yet"
+        return Diverged(what, self.updates, self.env_step, last)
+
     def save(self) -> Path:
+        agent_state = self.agent.state_dict()
+        bad = _nonfinite_tensor(agent_state)
+        if bad:
+            raise self._diverged(bad)
         state = {
             "env_step": self.env_step,
             "updates": self.updates,
             "wall_s": self.wall_s,
             "metrics_offset": self.metrics.offset(),
-            "agent": self.agent.state_dict(),
+            "agent": agent_state,
+            "pending": {k: v for k, v in self._pending.items() if v},
             "act_rng": self.act_rng.bit_generator.state,
             "rng": {
                 "python": _python_rng_state(),
@@ -224,6 +292,7 @@ class Runner:
         self.wall_s = float(state["wall_s"])
         self.agent.load_state_dict(state["agent"])
         self.act_rng.bit_generator.state = state["act_rng"]
+        self._pending.update(state.get("pending", {}))
         rng = state["rng"]
         random.setstate(_python_rng_from(rng["python"]))
         np.random.set_state(("MT19937", np.array(rng["numpy"], dtype=np.uint32), rng["numpy_pos"]))

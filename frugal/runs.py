@@ -37,6 +37,8 @@ def save_config(config: Config, run_dir: Path) -> None:
 def _read_yaml(run_dir: Path) -> dict[str, Any]:
     """config.yaml as the mapping frugal wrote, or one clear error."""
     path = run_dir / CONFIG_FILE
+    if run_dir.is_file():
+        raise FrugalError(f"{run_dir} is a file, not a run directory")
     if not run_dir.is_dir():
         raise FrugalError(f"run directory {run_dir} does not exist")
     if not path.is_file():

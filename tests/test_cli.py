@@ -112,13 +112,13 @@ def test_directory_without_run_or_with_broken_pointer(tmp_path, finished_run, ca
 
 def test_real_process_prints_no_traceback():
     proc = subprocess.run(
-        [sys.executable, "-m", "frugal", "train", "dqn", "--env", "gym/CartPole-v1", "gamma=x"],
+        [sys.executable, "-m", "frugal", "train", "dqn", "--env", "gym/CartPole-v1", "discount=x"],
         capture_output=True,
         text=True,
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == "frugal: error: config key 'agent.gamma' takes float, got 'x'"
+    assert proc.stderr.strip() == "frugal: error: config key 'agent.discount' takes float, got 'x'"
 
 
 def test_key_value_overrides_convert_and_resolve_sections():
