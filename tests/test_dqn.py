@@ -143,3 +143,11 @@ def test_continuous_actions_are_refused():
     box = EnvSpec((3,), np.dtype(np.float32), False, 1, (3,), False, 1)
     with pytest.raises(FrugalError, match="discrete action space"):
         _agent(box)
+
+
+def test_network_keys_stay_those_of_saved_checkpoints():
+    keys = list(_agent().q.state_dict())
+    stream = [
+        f"{s}.{i}.{p}" for s in ("advantage", "value") for i in (0, 2) for p in ("weight", "bias")
+    ]
+    assert keys == ["torso.1.0.weight", "torso.1.0.bias", *stream]

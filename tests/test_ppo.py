@@ -385,6 +385,18 @@ def test_resumed_run_may_change_hyperparameters():
         assert hasattr(ppo.Config, name)
 
 
+def test_network_keys_stay_those_of_saved_checkpoints():
+    spec = _vector_spec(dim=3, discrete=False, actions=2)
+    agent = ppo.Agent(ppo.Config(num_steps=2, num_minibatches=1), spec, 1, torch.device("cpu"), 0)
+    mlp = [
+        f"{net}.1.{i}.{p}"
+        for net in ("actor", "critic")
+        for i in (0, 2, 4)
+        for p in ("weight", "bias")
+    ]
+    assert list(agent.net.state_dict()) == ["log_std", *mlp]
+
+
 def test_bad_settings_name_the_key():
     with pytest.raises(FrugalError, match="agent.num_minibatches"):
         _agent(num_steps=4, num_envs=1, num_minibatches=5)

@@ -73,11 +73,11 @@ class Agent:
         def zeros(*shape, dtype=torch.float32):
             return torch.zeros(shape, dtype=dtype, device=device)
 
+        action_shape = () if spec.discrete else (spec.num_actions,)
+        action_dtype = torch.int64 if spec.discrete else torch.float32
         self.buffer: dict[str, torch.Tensor] = {
             "obs": self._obs_storage(T, N, obs_dtype),
-            "actions": zeros(T, N, dtype=torch.int64)
-            if spec.discrete
-            else zeros(T, N, spec.num_actions),
+            "actions": zeros(T, N, *action_shape, dtype=action_dtype),
             "logprobs": zeros(T, N),
             "values": zeros(T, N),
             "rewards": zeros(T, N),
@@ -111,7 +111,10 @@ class Agent:
         """A batch of pixel inputs in the torso's memory format."""
         return x.contiguous(memory_format=torch.channels_last) if self._nhwc else x
 
-    def _log_prob_entropy(self, out: torch.Tensor, actions: torch.Tensor):
+    def _log_prob_entropy(
+        self, out: torch.Tensor, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probabilities and entropies [B] under the policy outputs `out` [B, A]."""
         log_std = None if self.spec.discrete else self.net.log_std
         return log_prob_entropy(out, actions, log_std)
 
