@@ -191,18 +191,19 @@ def test_discount_dtypes():
     assert half.visit_counts.sum().item() == 5 * 20
 
 
-def test_root_value_counts_the_network_value_as_first_visit():
-    """One simulation: root value = (v_root + r + discount * v_child) / 2."""
+def test_root_value_and_the_roots_first_visit():
+    """One simulation. Gumbel (mctx): the root's network value is its first visit, root value =
+    (v_root + r + discount * v_child) / 2. pUCT (EfficientZero's ctree): the first visit counts
+    with value 0, root value = (0 + r + discount * v_child) / 2."""
     root = Root(torch.zeros(1, 2), torch.tensor([3.0]), torch.zeros(1))
 
     def recurrent_fn(emb, action):
-        return Step(
-            torch.tensor([1.0]), constant(0.5, 1), torch.zeros(1, 2), torch.tensor([2.0])
-        ), emb
+        step = Step(torch.tensor([1.0]), constant(0.5, 1), torch.zeros(1, 2), torch.tensor([2.0]))
+        return step, emb
 
-    for method in ("gumbel", "puct"):
-        out = SEARCHES[method](root, recurrent_fn, 1)
-        assert out.root_value.tolist() == [(3.0 + 1.0 + 0.5 * 2.0) / 2]
+    for search, root_part in ((gumbel, 3.0), (puct, 0.0)):
+        out = search(root, recurrent_fn, 1)
+        assert out.root_value.tolist() == [(root_part + 1.0 + 0.5 * 2.0) / 2]
         assert out.qvalues[0, int(out.action)].item() == 2.0
         assert out.visit_counts.sum().item() == 1
 
@@ -552,11 +553,14 @@ def test_nested_and_threaded_searches_do_not_share_scratch():
 
 
 # ----------------------------------------------------------------------------------------------
-# Golden values (fixed trees; cross-checked against the reference implementation)
+# Golden values (fixed trees; cross-checked against the reference implementation, pUCT also
+# against EfficientZero's ctree)
 
 GOLDEN_PUCT = {
     "visits": [[1, 0, 4, 0, 19], [3, 0, 19, 0, 2], [0, 0, 0, 0, 24]],
-    "root_value": [2.520908985618613, -0.2569853535343695, 0.20640077416079788],
+    # EfficientZero's root value (the root's first visit counts with value 0); ez_tree gives
+    # 2.5136518, -0.2139696, 0.1770923 (tests/test_search_ez_tree.py, case three_roots_masked)
+    "root_value": [2.5136516094207764, -0.2139696180820465, 0.1770922690629959],
     "action": [4, 2, 4],
 }
 GOLDEN_GUMBEL = {

@@ -130,6 +130,7 @@ def puct_reference(model, state, valid, num_sims, pb_c_init=1.25, pb_c_base=1965
     num_actions = model.num_actions
     logits = [float(x) for x in model.logits[state]]
     root = Node(state, logits, float(model.value[state]), 0.0)
+    root.value_sum = 0.0  # EfficientZero: the root's first visit counts, its network value not
     masked = [x if valid[a] else -math.inf for a, x in enumerate(logits)]
     root.prior = softmax(masked)
     minmax = [math.inf, -math.inf]

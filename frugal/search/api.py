@@ -61,7 +61,9 @@ puct.__doc__ = (
     Selection: score(a) = norm(Q(a)) + P(a) * sqrt(N) / (1 + N(a)) * pb_c(N), N the node's child
     visits, norm() the root's min-max normalisation (range floored at value_delta_max); an
     unvisited child scores with the node's mean Q. Scores within 1e-6 tie. action: the most
-    visited valid root action; action_weights: visit counts / S.
+    visited valid root action; action_weights: visit counts / S; root_value: the sum of the S
+    backed-up returns / (S + 1) (EfficientZero's ctree counts the root's first visit with value
+    0; root.value takes no part).
 
     params: PuctParams (exploration constants, Dirichlet root noise, value_delta_max).
     generator: draws the Dirichlet noise and breaks ties at random. None: noise from torch's

@@ -19,7 +19,8 @@ class Root:
     """The network's output at the B root states.
 
     prior_logits: float [B, A] policy logits (logits, not probabilities).
-    value: float [B] value estimate v(root); it counts as the root's first visit.
+    value: float [B] value estimate v(root). Gumbel: it counts as the root's first visit (mctx).
+        pUCT: unused (EfficientZero counts the root's first visit with value 0).
     embedding: latent state, a tensor or a tuple/list/dict of tensors with leading dim B, on any
         device. The search keeps every node's embedding on that device and hands batches of them
         to `recurrent_fn`.
@@ -64,7 +65,8 @@ class SearchOutput:
     action_weights: float [B, A] policy target. Gumbel: the improved policy
         softmax(logits + sigma(completed Q)), 0 on invalid actions. pUCT: visit counts / S.
     visit_counts: long [B, A] root children's visit counts; they sum to S.
-    root_value: float [B] (v(root) + sum of the S backed-up returns) / (S + 1).
+    root_value: float [B] Gumbel: (v(root) + sum of the S backed-up returns) / (S + 1). pUCT:
+        (0 + sum of the S backed-up returns) / (S + 1), as EfficientZero's ctree.
     qvalues: float [B, A] r(root, a) + d(root, a) * V(child a); 0 where a was not visited.
     """
 

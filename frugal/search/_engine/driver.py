@@ -349,7 +349,7 @@ def _run(root, recurrent_fn, num_simulations, params, invalid_actions, generator
     use_noise = fraction > 0.0
     noise = _dirichlet(params.dirichlet_alpha, ~invalid, generator) if use_noise else _NO_NOISE
     init_roots(
-        *tree.arrays(), logits, value, invalid, noise, fraction, gumbel, max_considered,
+        *tree.arrays(), logits, value, invalid, noise, fraction, gumbel, gumbel, max_considered,
         plan.num_considered, plan.minmax,
     )  # fmt: skip
     if gumbel:

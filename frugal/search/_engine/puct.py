@@ -6,8 +6,13 @@ the node's mean Q: at the root the mean of its visited children's Q (0 before an
 it (mean_q(parent) + sum of visited children's Q) / (n_visited + 1), mean_q(parent) being the value
 computed one level up on the same descent (EfficientZero ctree `get_mean_q`, without its bug that
 carries one root's mean Q into the next root). norm() is the root's min-max normalisation with the
-range floored at value_delta_max, clamped to [0, 1]. Scores within 1e-6 of the best tie (as in
-EfficientZero's `cselect_child`); ties go to a random one with a generator, else the first.
+range floored at value_delta_max, clamped to [0, 1]; the statistics see every Q on a backed-up
+path and the root's discounted value. Scores within 1e-6 of the best tie (as in EfficientZero's
+`cselect_child`); ties go to a random one with a generator, else the first.
+
+As in EfficientZero's ctree (CRoots::prepare), the root starts with one visit and value 0: the
+root value is the sum of the S backed-up returns / (S + 1), v(root) takes no part.
+tests/test_search_ez_tree.py checks all of this against LightZero's compiled tree.
 """
 
 from __future__ import annotations

@@ -126,8 +126,9 @@ def expand_and_backup(
     d of the edge it is backed up through.
 
     With track_minmax, min-max statistics minmax[b] = (min, max) see r + d * V(n) of every node
-    on the path after that node's update (MuZero), the root included: its r is 0 and its d the
-    discount of the path's first edge (the one constant discount, when it is constant).
+    on the path after that node's update (MuZero), the root included: its r is 0, its V its
+    value sum / visits (see init_roots) and its d the discount of the path's first edge (the
+    one constant discount, when it is constant).
     """
     children[b, parent_node, action_taken] = node
     parent[b, node] = parent_node
@@ -193,7 +194,7 @@ def _see(minmax, b, q):
 @njit(cache=True)
 def init_roots(
     children, edges, raw_value, discount, parent, action, root, logits, value, invalid, noise,
-    noise_fraction, store_logits, max_considered, num_considered, minmax,
+    noise_fraction, store_logits, root_value_counts, max_considered, num_considered, minmax,
 ):  # fmt: skip
     """Write the root rows of every root b from its network outputs.
 
@@ -201,6 +202,9 @@ def init_roots(
     PRIOR gets the masked logits (store_logits, Gumbel: PROB = their softmax) or the softmax
     mixed with `noise` [B, A] at noise_fraction (pUCT, Dirichlet; noise may be empty when the
     fraction is 0).
+    The root starts with one visit; its value sum starts at its network value when
+    root_value_counts (Gumbel, mctx: the value is the root's first visit) and at 0 otherwise
+    (pUCT, EfficientZero's ctree: the first visit counts, its value does not).
     num_considered [B] = min(max_considered, number of valid actions); minmax [B, 2] = (inf, -inf).
     """
     num_roots, _, num_actions = children.shape
@@ -231,6 +235,6 @@ def init_roots(
         action[b, 0] = -1
         raw_value[b, 0] = np.float64(value[b])
         root[b, ROOT_VISITS] = 1.0
-        root[b, ROOT_VALUE_SUM] = np.float64(value[b])
+        root[b, ROOT_VALUE_SUM] = np.float64(value[b]) if root_value_counts else 0.0
         minmax[b, 0] = np.inf
         minmax[b, 1] = -np.inf
