@@ -399,3 +399,36 @@ def test_mixed_precision_update_runs(tmp_path):
                        run_dir=tmp_path / "amp", overrides=FAST + ["agent.amp=true"])  # fmt: skip
     losses = [p["train/loss"] for p in run.metrics if "train/loss" in p]
     assert losses and all(np.isfinite(losses))
+
+
+# ------------------------------------------------------------------------------- bad settings
+
+
+@pytest.mark.parametrize(
+    "low, high, bins, message",
+    [(-1.0, 1.0, 1, "bins must be an integer >= 2"), (1.0, 1.0, 5, "low < high")],
+)
+def test_a_bad_support_is_one_clear_error(low, high, bins, message):
+    from frugal.errors import FrugalError
+
+    with pytest.raises(FrugalError, match=message):
+        Support(low, high, bins)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("agent.version=v3", "unknown agent.version 'v3'"),
+        ("agent.gumbel_rescale=global", "unknown agent.gumbel_rescale 'global'"),
+        ("agent.value_support=-5,5,1", "agent.value_support: bins must be an integer >= 2"),
+        ("agent.reward_support=5,-5,11", "agent.reward_support: low must be below high"),
+        ("agent.reward_support=-5,5", "agent.reward_support takes low,high,bins"),
+        ("agent.c_visit=-1", "c_visit must be >= 0"),
+    ],
+)
+def test_bad_agent_settings_are_one_clear_error(override, message):
+    from frugal.errors import FrugalError
+
+    with pytest.raises(FrugalError, match=message) as info:
+        _agent(overrides=[override])
+    assert "\n" not in str(info.value)

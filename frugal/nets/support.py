@@ -2,19 +2,24 @@
 
 A scalar x is first squashed with the invertible h(x) = sign(x)(sqrt(|x| + 1) - 1) + eps * x
 (Pohlen et al. 2018), then spread over a fixed grid of `bins` evenly spaced atoms in [low, high]
-as a "two-hot" distribution: the two neighbouring atoms share the mass so that the expectation
-over the grid is exactly h(x) (after clipping to the grid). Decoding takes the expectation of the
-softmax of the logits and applies h^-1.
+as a "two-hot" distribution (`frugal.nets.distributions.twohot`): the two neighbouring atoms
+share the mass so that the expectation over the grid is h(x) (after clipping to the grid, up to
+float rounding). Decoding takes the expectation of the softmax of the logits and applies h^-1.
+A support with fewer than 2 bins or without low < high is refused with a FrugalError.
 
 All functions are pure and batched: any leading shape `...` is kept.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
+
+from frugal.errors import FrugalError
+from frugal.nets.distributions import twohot
 
 H_EPS = 1e-3
 
@@ -31,24 +36,6 @@ def h_inverse(y: torch.Tensor, eps: float = H_EPS) -> torch.Tensor:
     return torch.sign(y) * (root * root - 1.0)
 
 
-def two_hot(y: torch.Tensor, low: float, high: float, bins: int) -> torch.Tensor:
-    """Spread y [...] over `bins` atoms evenly spaced in [low, high]: probabilities [..., bins].
-
-    y is clipped to [low, high]; the mass goes to the two atoms around it, in proportion to
-    closeness, so sum_i p_i * atom_i == clip(y) (up to float rounding)."""
-    if bins < 2:
-        raise ValueError(f"a support needs at least 2 bins, got {bins}")
-    step = (high - low) / (bins - 1)
-    pos = (y.clamp(low, high) - low) / step  # in [0, bins - 1]
-    lower = pos.floor().clamp(0, bins - 2)
-    upper_weight = pos - lower
-    index = lower.long()
-    out = torch.zeros(*y.shape, bins, dtype=y.dtype, device=y.device)
-    out.scatter_(-1, index.unsqueeze(-1), (1.0 - upper_weight).unsqueeze(-1))
-    out.scatter_add_(-1, (index + 1).unsqueeze(-1), upper_weight.unsqueeze(-1))
-    return out
-
-
 @dataclass(frozen=True)
 class Support:
     """A categorical support: `bins` atoms evenly spaced in [low, high], in h-space when
@@ -59,6 +46,13 @@ class Support:
     bins: int
     transform: bool = True
 
+    def __post_init__(self) -> None:
+        where = f"support ({self.low}, {self.high}, {self.bins})"
+        if isinstance(self.bins, bool) or not isinstance(self.bins, int) or self.bins < 2:
+            raise FrugalError(f"{where}: bins must be an integer >= 2, got {self.bins!r}")
+        if not (math.isfinite(self.low) and math.isfinite(self.high) and self.low < self.high):
+            raise FrugalError(f"{where}: needs finite low < high, got {self.low}, {self.high}")
+
     def atoms(self, device: torch.device | None = None) -> torch.Tensor:
         """float [bins]."""
         return torch.linspace(self.low, self.high, self.bins, device=device)
@@ -66,7 +60,7 @@ class Support:
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Scalars [...] -> target probabilities [..., bins]."""
         y = h_transform(x) if self.transform else x
-        return two_hot(y.float(), self.low, self.high, self.bins)
+        return twohot(y.float(), self.atoms(x.device))
 
     def decode(self, logits: torch.Tensor) -> torch.Tensor:
         """Logits [..., bins] -> scalars [...] (expectation over atoms, then h^-1)."""
