@@ -9,6 +9,7 @@ the run directory, so every score carries its protocol.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -155,7 +156,10 @@ def convert(value: Any, tp: Any, key: str) -> Any:
         if tp is float:
             if isinstance(value, bool):
                 raise ValueError
-            return float(str(value).strip().replace("_", ""))
+            number = float(str(value).strip().replace("_", ""))
+            if not math.isfinite(number):  # no setting means NaN or infinity
+                raise FrugalError(f"config key '{key}' takes a finite float, got {value!r}")
+            return number
         if tp is str:
             if not isinstance(value, str | int | float):
                 raise ValueError

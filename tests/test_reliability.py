@@ -227,6 +227,8 @@ BAD_TRAIN = [
     (["run.log_every=-5"], "run.log_every must be 0 or more"),
     (["--preset", "atari"], "is for another env suite"),
     (["agent.torso=foo"], "unknown torso 'foo'"),
+    (["agent.lr=inf"], "takes a finite float"),
+    (["agent.lr=nan"], "takes a finite float"),
 ]
 
 
