@@ -182,7 +182,7 @@ def set_value(section: Any, section_name: str, name: str, value: Any) -> None:
     key = f"{section_name}.{name}"
     if name not in fields:
         valid = [f"{section_name}.{f}" for f in fields]
-        raise FrugalError(f"unknown config key '{key}'{closest(key, valid)}")
+        raise FrugalError(f"unknown config key '{key}'{_renamed(name) or closest(key, valid)}")
     setattr(section, name, convert(value, fields[name], key))
 
 
@@ -191,10 +191,30 @@ def apply(section: Any, section_name: str, values: dict[str, Any]) -> None:
         set_value(section, section_name, name, value)
 
 
+# Keys renamed since earlier versions -> (new key, value conversion): a config.yaml written by an
+# earlier version still loads, and a command line using an old key is told the new one.
+RENAMED: dict[str, tuple[str, Any]] = {
+    "gamma": ("discount", float),
+    "horizon": ("discount", lambda h: 1.0 - 1.0 / float(h)),  # DreamerV3's 1 - 1/horizon
+    "max_grad_norm": ("grad_clip", float),
+}
+
+
+def _renamed(name: str) -> str:
+    return f" (renamed to '{RENAMED[name][0]}')" if name in RENAMED else ""
+
+
 def from_dict(cls: type, section_name: str, values: dict[str, Any]) -> Any:
-    """Build a dataclass from plain values, converting and checking every key."""
+    """Build a dataclass from plain values (a saved config), converting and checking every key;
+    keys that were renamed since are read under their new names."""
     section = cls()
-    apply(section, section_name, values)
+    names = {f.name for f in dataclasses.fields(cls)}
+    current = {}
+    for key, value in values.items():
+        if key not in names and key in RENAMED and RENAMED[key][0] in names:
+            key, value = RENAMED[key][0], RENAMED[key][1](value)
+        current[key] = value
+    apply(section, section_name, current)
     return section
 
 
@@ -202,7 +222,7 @@ def from_dict(cls: type, section_name: str, values: dict[str, Any]) -> Any:
 
 
 def parse_overrides(pairs: list[str], config: Config) -> dict[str, dict[str, Any]]:
-    """['agent.lr=1e-4', 'gamma=0.98'] -> {'agent': {'lr': '1e-4', 'gamma': '0.98'}}.
+    """['agent.lr=1e-4', 'discount=0.98'] -> {'agent': {'lr': '1e-4', 'discount': '0.98'}}.
 
     A key without a section is looked up in agent, then run, then env; it must name exactly one.
     """
@@ -224,7 +244,8 @@ def parse_overrides(pairs: list[str], config: Config) -> dict[str, dict[str, Any
             if not owners:
                 valid = [f"{s}.{f}" for s in SECTIONS for f in _fields(getattr(config, s))]
                 valid += [f for s in SECTIONS for f in _fields(getattr(config, s))]
-                raise FrugalError(f"unknown config key '{key}'{closest(key, valid)}")
+                hint = _renamed(key) or closest(key, valid)
+                raise FrugalError(f"unknown config key '{key}'{hint}")
             if len(owners) > 1:
                 raise FrugalError(
                     f"config key '{key}' is ambiguous; write "

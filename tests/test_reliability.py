@@ -26,7 +26,7 @@ from frugal.runner import Interrupted, Runner
 
 ENV = "gym/CartPole-v1"
 # log and checkpoint intervals that are not multiples of each other
-EVERY = ["run.log_every=96", "run.checkpoint_every=160", "run.eval_every=320"]
+EVERY = ["run.log_every=96", "run.checkpoint_every=136", "run.eval_every=448"]
 STEPS = 512
 
 
