@@ -6,8 +6,8 @@ run.evaluate(episodes=10, video=True)
 """
 
 from frugal.api import evaluate, resume, train
-from frugal.runs import Run, load_run
 from frugal.errors import FrugalError
+from frugal.runs import Run, load_run
 
 __all__ = ["FrugalError", "Run", "compare", "evaluate", "load_run", "resume", "train"]
 __version__ = "0.1.0"
