@@ -54,6 +54,9 @@ def support(values: tuple[float, ...]) -> Support:
 
 
 class Agent:
+    """EfficientZero in a run: `version` (V1 or V2) searches, acts and makes the policy and
+    value targets; everything else is shared."""
+
     Config = Config
     PRESETS = PRESETS
 
