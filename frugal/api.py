@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import time
@@ -90,10 +91,25 @@ def validate(config: Config) -> None:
             ("checkpoint_every", "only at the end and on a stop"),
         )
     ]
+    checks += _common_agent_checks(config.agent)
     for ok, message in checks:
         if not ok:
             raise FrugalError(message)
     resolve_device(run.device)
+
+
+def _common_agent_checks(agent: Any) -> list[tuple[bool, str]]:
+    """Rules for settings that mean the same in every agent (one name for one idea): learning
+    rates and the gradient-norm clip are positive, layer widths at least 1."""
+    checks = []
+    for f in dataclasses.fields(agent):
+        name, value = f.name, getattr(agent, f.name)
+        if name == "lr" or name.endswith("_lr") or name == "grad_clip":
+            checks.append((value > 0, f"agent.{name} must be positive, got {value}"))
+        elif name == "hidden":
+            ok = all(width >= 1 for width in value)
+            checks.append((ok, f"agent.hidden widths must be at least 1, got {value}"))
+    return checks
 
 
 def _new_run_dir(config: Config, root: Path) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import signal
 import time
 from collections import defaultdict
@@ -46,10 +47,25 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_agent(config: Config, spec: EnvSpec, num_envs: int) -> Agent:
-    module = agent_module(config.algo)
-    return module.Agent(
-        config.agent, spec, num_envs, resolve_device(config.run.device), config.run.seed
-    )
+    package = agent_module(config.algo)
+    device = resolve_device(config.run.device)
+    try:
+        return package.Agent(config.agent, spec, num_envs, device, config.run.seed)
+    except (MemoryError, RuntimeError) as e:  # numpy raises MemoryError, torch RuntimeError
+        text = str(e)
+        if not isinstance(e, MemoryError) and "allocate" not in text:
+            raise
+        need = re.search(
+            r"allocate ([0-9.]+ \w+)|allocate memory: you tried to allocate (\d+)", text
+        )
+        amount = next((g for g in need.groups() if g), None) if need else None
+        if amount and amount.isdigit():
+            amount = f"{int(amount) / 2**30:.1f} GiB"
+        raise FrugalError(
+            f"{config.algo} needs more memory than this machine has"
+            + (f" (one allocation of {amount})" if amount else "")
+            + "; lower agent.buffer_size or the network sizes"
+        ) from None
 
 
 def _crossed(before: int, after: int, every: int) -> bool:

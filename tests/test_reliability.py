@@ -229,6 +229,17 @@ BAD_TRAIN = [
     (["agent.torso=foo"], "unknown torso 'foo'"),
     (["agent.lr=inf"], "takes a finite float"),
     (["agent.lr=nan"], "takes a finite float"),
+    (["agent.lr=-1"], "agent.lr must be positive"),
+    (["agent.grad_clip=-1"], "agent.grad_clip must be positive"),
+    (["agent.hidden=0"], "agent.hidden widths must be at least 1"),
+    (["agent.target_update_interval=0"], "agent.target_update_interval must be at least 1"),
+    (["agent.n_step=0"], "agent.n_step must be at least 1"),
+    (["agent.batch_size=0"], "agent.batch_size must be at least 1"),
+    (["agent.buffer_size=0"], "agent.buffer_size must be at least 1"),
+    (["agent.discount=2"], "agent.discount must be in [0, 1]"),
+    (["agent.replay_ratio=-1"], "agent.replay_ratio must be positive"),
+    (["agent.buffer_size=1e12"], "needs more memory than this machine has"),
+    (["gamma=0.9"], "unknown config key 'gamma' (renamed to 'discount')"),
 ]
 
 
