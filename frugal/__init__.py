@@ -3,18 +3,36 @@
 import frugal
 run = frugal.train("dqn", env="gym/CartPole-v1", steps=50_000)
 run.evaluate(episodes=10, video=True)
+
+The API is imported on first use, so `import frugal` (and the CLI's start) stays light.
 """
 
-from frugal.api import evaluate, resume, train
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from frugal.errors import FrugalError
-from frugal.runs import Run, load_run
 
 __all__ = ["FrugalError", "Run", "compare", "evaluate", "load_run", "resume", "train"]
 __version__ = "0.1.0"
 
+_PUBLIC = {
+    "train": "frugal.api",
+    "resume": "frugal.api",
+    "evaluate": "frugal.api",
+    "Run": "frugal.runs",
+    "load_run": "frugal.runs",
+    "compare": "frugal.report",
+}
 
-def compare(*args, **kwargs):
-    """Learning curves, score tables and human-normalised scores of several runs."""
-    from frugal.report import compare as _compare
 
-    return _compare(*args, **kwargs)
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    try:
+        return importlib.import_module(f"frugal.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"frugal.{name}":
+            raise
+        raise AttributeError(f"module 'frugal' has no attribute '{name}'") from None

@@ -9,7 +9,7 @@ import sys
 import textwrap
 
 from frugal import __version__
-from frugal.errors import FrugalError
+from frugal.errors import Diverged, FrugalError, Interrupted
 
 
 class _Parser(argparse.ArgumentParser):
@@ -130,8 +130,6 @@ def _report_run(result) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from frugal.runner import Diverged, Interrupted
-
     try:
         code = run(sys.argv[1:] if argv is None else argv)
     except FrugalError as e:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import signal
 from collections.abc import Iterable
 
 
@@ -26,3 +27,23 @@ def unknown(kind: str, name: str, choices: Iterable[str]) -> FrugalError:
     return FrugalError(
         f"unknown {kind} '{name}'{closest(name, choices)}; valid: {', '.join(choices)}"
     )
+
+
+class Interrupted(Exception):
+    """A run stopped by SIGINT/SIGTERM, raised once its checkpoint is safely written."""
+
+    def __init__(self, signum: int, env_step: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name} at env step {env_step}")
+        self.signum = signum
+
+
+class Diverged(Exception):
+    """A loss, gradient norm or weight became non-finite: the run stops without checkpointing, so
+    the last checkpoint (written before it) stays the one pointed to. The CLI exits with 3."""
+
+    def __init__(self, what: str, update: int, env_step: int, last: str):
+        super().__init__(
+            f"{what} is not finite at update {update:,} (env step {env_step:,}); training "
+            f"stopped, the last finite checkpoint is {last} (lower agent.lr, or clip gradients, "
+            "and resume)"
+        )

@@ -21,7 +21,7 @@ from frugal.agents import agent_module
 from frugal.agents.base import Agent, Transition
 from frugal.config import Config
 from frugal.envs import EnvSpec, make_env
-from frugal.errors import FrugalError
+from frugal.errors import Diverged, FrugalError, Interrupted
 from frugal.evaluation import evaluate
 from frugal.metrics import MetricsWriter, Progress
 from frugal.runs import CHECKPOINTS
@@ -72,26 +72,6 @@ def _crossed(before: int, after: int, every: int) -> bool:
     return every > 0 and before // every != after // every
 
 
-class Interrupted(Exception):
-    """Raised after a SIGINT/SIGTERM once the checkpoint is safely written."""
-
-    def __init__(self, signum: int, env_step: int):
-        super().__init__(f"stopped by {signal.Signals(signum).name} at env step {env_step}")
-        self.signum = signum
-
-
-class Diverged(Exception):
-    """A loss, gradient norm or weight became non-finite: the run stops without checkpointing, so
-    the last checkpoint (written before it) stays the one pointed to."""
-
-    def __init__(self, what: str, update: int, env_step: int, last: str):
-        super().__init__(
-            f"{what} is not finite at update {update:,} (env step {env_step:,}); training "
-            f"stopped, the last finite checkpoint is {last} (lower agent.lr, or clip gradients, "
-            "and resume)"
-        )
-
-
 def _watched(key: str) -> bool:
     """Update metrics that must stay finite: losses and gradient norms."""
     name = key.rsplit("/", 1)[-1]
@@ -117,6 +97,21 @@ def _nonfinite_tensor(tree: Any, path: str = "agent") -> str | None:
     return None
 
 
+def _unfit(ckpt_dir: Path, e: BaseException) -> BaseException:
+    """A checkpoint that does not fit the run's config (config.yaml edited, state damaged) as one
+    line; any other exception as it is."""
+    if isinstance(e, KeyError):
+        return FrugalError(f"the checkpoint in {ckpt_dir} lacks {e}; it is damaged or not frugal's")
+    if isinstance(e, RuntimeError | ValueError | TypeError):
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [type(e).__name__]
+        detail = next((ln for ln in lines if "mismatch" in ln or "key" in ln.lower()), lines[0])
+        return FrugalError(
+            f"the checkpoint in {ckpt_dir} does not fit the networks config.yaml describes "
+            f"({detail[:160]}); was config.yaml edited?"
+        )
+    return e
+
+
 class Runner:
     def __init__(self, config: Config, run_dir: Path, resume: bool = False):
         self.config = config
@@ -138,7 +133,12 @@ class Runner:
         # running sums since the last log point: checkpointed, so a resumed log averages the same
         self._pending: dict[str, list[float]] = defaultdict(list)
         if resume:
-            self._metrics_offset = self._restore(checkpoint.load_latest(self.ckpt_dir))
+            state = checkpoint.load_latest(self.ckpt_dir)
+            try:
+                self._metrics_offset = self._restore(state)
+            except BaseException as e:
+                self.env.close()
+                raise _unfit(self.ckpt_dir, e) from None
         else:
             self.obs = self.env.reset(run.seed)
             self.first = np.ones(config.env.num_envs, dtype=bool)

@@ -4,8 +4,10 @@ stops at any step, damaged checkpoint dirs, and bad input at the boundary."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,8 +23,8 @@ import frugal
 from frugal import checkpoint
 from frugal.agents import ALGORITHMS
 from frugal.cli import main
-from frugal.errors import FrugalError
-from frugal.runner import Interrupted, Runner
+from frugal.errors import FrugalError, Interrupted
+from frugal.runner import Runner
 
 ENV = "gym/CartPole-v1"
 # log and checkpoint intervals that are not multiples of each other
@@ -187,11 +189,13 @@ def finished(tmp_path_factory) -> Path:
     return run_dir
 
 
-def test_half_written_checkpoints_are_removed_on_the_next_start(finished):
-    leftover = finished / "checkpoints" / ".step-000000000999.partial"
+def test_half_written_checkpoints_are_removed_on_the_next_start(finished, tmp_path):
+    run_dir = tmp_path / "copy"
+    shutil.copytree(finished, run_dir)
+    leftover = run_dir / "checkpoints" / ".step-000000000999.partial"
     leftover.mkdir()
     (leftover / "tensors.pt").write_bytes(b"half")
-    frugal.resume(finished, steps=192)
+    frugal.resume(run_dir, steps=192)
     assert not leftover.exists()
 
 
@@ -200,8 +204,6 @@ def test_half_written_checkpoints_are_removed_on_the_next_start(finished):
     [("../../outside", "outside"), ("/etc", "outside"), ("\n", "is empty")],
 )
 def test_a_bad_latest_pointer_is_refused(finished, tmp_path, pointer, message):
-    import shutil
-
     run_dir = tmp_path / "copy"
     shutil.copytree(finished, run_dir)
     (run_dir / "checkpoints" / "latest").write_text(pointer)
@@ -299,3 +301,77 @@ def test_progress_shows_no_eta_before_it_has_a_rate(capsys):
     progress._last_print = -math.inf
     progress.update(50, 0, 0, None)
     assert "ETA 0:01" in capsys.readouterr().err
+
+
+def test_damage_and_edits_after_the_fact_are_one_line(finished, tmp_path, capsys):
+    import json
+
+    cases = []
+    edited = tmp_path / "edited"
+    shutil.copytree(finished, edited)
+    config = (edited / "config.yaml").read_text()
+    (edited / "config.yaml").write_text(config.replace("head_hidden: 128", "head_hidden: 64"))
+    cases.append((["resume", str(edited), "--steps", "256"], "does not fit the networks"))
+    lacking = tmp_path / "lacking"
+    shutil.copytree(finished, lacking)
+    state_file = checkpoint.latest(lacking / "checkpoints") / "state.json"
+    meta = json.loads(state_file.read_text())
+    meta["state"]["__dict__"] = [kv for kv in meta["state"]["__dict__"] if kv[0] != "updates"]
+    state_file.write_text(json.dumps(meta))
+    cases.append((["eval", str(lacking)], "lacks 'updates'"))
+    a_file = tmp_path / "report-file"
+    a_file.write_text("x")
+    cases.append((["compare", str(finished), "--out", str(a_file)], "is a file"))
+    if importlib.util.find_spec("Box2D") is None:
+        cases.append((["train", "dqn", "--env", "gym/LunarLander-v3"], "gymnasium[box2d]"))
+    for argv, expected in cases:
+        with pytest.raises(SystemExit) as code:
+            main(argv)
+        err = capsys.readouterr().err.strip()
+        assert code.value.code == 2 and len(err.splitlines()) == 1 and expected in err, (argv, err)
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint(finished, tmp_path, monkeypatch):
+    run_dir = tmp_path / "full"
+    shutil.copytree(finished, run_dir)
+    before = checkpoint.latest(run_dir / "checkpoints")
+
+    def full_disk(*args, **kwargs):
+        raise RuntimeError(
+            "[enforce fail at inline_container.cc:664] . unexpected pos 272448 vs 272400"
+        )
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(
+        FrugalError, match=r"cannot write checkpoint .*the previous checkpoint \(step-"
+    ):
+        frugal.resume(run_dir, steps=256)
+    assert checkpoint.latest(run_dir / "checkpoints") == before
+    assert not list((run_dir / "checkpoints").glob(".*.partial"))
+    monkeypatch.undo()
+    assert frugal.evaluate(run_dir)["env_step"] == 128
+
+
+def test_a_reader_follows_a_checkpoint_rotated_while_it_loads(tmp_path, monkeypatch):
+    directory = tmp_path / "checkpoints"
+    checkpoint.save(directory, "step-1", {"step": 1})
+    load = checkpoint.load
+    rotated = []
+
+    def load_while_rotating(path):
+        if not rotated:  # the trainer publishes step-2 and removes step-1 mid-read
+            rotated.append(checkpoint.save(directory, "step-2", {"step": 2}))
+            raise FrugalError(f"checkpoint {path} is incomplete: tensors.pt missing")
+        return load(path)
+
+    monkeypatch.setattr(checkpoint, "load", load_while_rotating)
+    assert checkpoint.load_latest(directory) == {"step": 2}
+
+
+def test_ctrl_c_during_start_up_is_exit_130_without_a_traceback(tmp_path):
+    proc = _frugal("train", "dqn", "--env", ENV, "--run-dir", str(tmp_path / "r"))
+    time.sleep(0.5)  # still importing torch and building the env
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 130
+    err = proc.stderr.read()
+    assert "Traceback" not in err and err.strip() == "frugal: interrupted"

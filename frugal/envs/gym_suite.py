@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import gymnasium as gym
@@ -72,14 +73,20 @@ class GymVecEnv(VecEnv):
         if config.vectorization not in ("sync", "async"):
             raise unknown("vectorization", config.vectorization, ["sync", "async"])
         render_mode = "rgb_array" if render else None
+        if render and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            # frames only, no window: keeps SDL (pygame) from probing for a desktop session
+            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
         def factory() -> gym.Env:
             return Snapshot(gym.make(gym_id, render_mode=render_mode))
 
         vector_cls = AsyncVectorEnv if config.vectorization == "async" else SyncVectorEnv
-        self._env = vector_cls(
-            [factory] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP, copy=False
-        )
+        try:
+            self._env = vector_cls(
+                [factory] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP, copy=False
+            )
+        except gym.error.DependencyNotInstalled as e:
+            raise FrugalError(f"{config.id} needs a package that is not installed: {e}") from None
         self.num_envs = num_envs
         self.spec = spec_from_spaces(
             self._env.single_observation_space, self._env.single_action_space, gym_id

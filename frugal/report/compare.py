@@ -231,6 +231,8 @@ def compare(
         games, summary = _atari(loaded, hns_metric, notes)
 
     out_dir = Path(out if out is not None else DEFAULT_OUT)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FrugalError(f"--out {out_dir} is a file; give a directory for the report")
     out_dir.mkdir(parents=True, exist_ok=True)
     from frugal.report.plot import plot_env  # matplotlib only when writing
 
