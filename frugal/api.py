@@ -256,7 +256,15 @@ def evaluate(
             if not isinstance(video, bool)
             else path / "videos" / f"eval-step-{runner.env_step}.mp4"
         )
-        video_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            video_path.parent.mkdir(parents=True, exist_ok=True)
+            if not os.access(video_path.parent, os.W_OK):
+                raise PermissionError(13, "Permission denied")
+        except OSError as e:
+            raise FrugalError(
+                f"cannot write the video under {video_path.parent} ({e.strerror}); evaluate "
+                "without --video, or copy the run somewhere writable"
+            ) from None
     result = runner.evaluate(video=video_path, episodes=episodes)
     result["env_step"] = runner.env_step
     if video_path:
