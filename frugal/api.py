@@ -107,7 +107,7 @@ def _common_agent_checks(agent: Any) -> list[tuple[bool, str]]:
         if name == "lr" or name.endswith("_lr") or name == "grad_clip":
             checks.append((value > 0, f"agent.{name} must be positive, got {value}"))
         elif name == "hidden":
-            ok = all(width >= 1 for width in value)
+            ok = all(width >= 1 for width in (value if isinstance(value, tuple) else (value,)))
             checks.append((ok, f"agent.hidden widths must be at least 1, got {value}"))
     return checks
 
