@@ -13,12 +13,14 @@ from frugal import checkpoint
 from frugal.agents import agent_module
 from frugal.agents.base import AgentPackage
 from frugal.config import (
+    SCHEDULE_KEYS,
     Config,
     EnvConfig,
     RunConfig,
     apply,
     mutable_keys,
     parse_overrides,
+    run_value,
 )  # fmt: skip
 from frugal.envs import PROTOCOLS, describe, resolve, suite_of
 from frugal.errors import FrugalError, unknown
@@ -211,11 +213,15 @@ def resume(
         ["run.seed"] if "seed" in changes["run"] else []
     )
     frozen += [f"agent.{k}" for k in changes["agent"] if k not in changeable]
+    frozen += [  # the acting schedule decides which weights act where; the backend only speed
+        f"run.{k}" for k in SCHEDULE_KEYS
+        if k in changes["run"] and run_value(k, changes["run"][k]) != getattr(config.run, k)
+    ]  # fmt: skip
     if frozen:
         raise FrugalError(
             f"{', '.join(frozen)} cannot change when resuming (it would change the networks, "
-            f"replay or env); changeable: run.* except run.seed, "
-            f"agent.{{{','.join(sorted(changeable))}}}"
+            f"replay, env or acting schedule); changeable: run.* except run.seed and "
+            f"run.{{{','.join(SCHEDULE_KEYS)}}}, agent.{{{','.join(sorted(changeable))}}}"
         )
     record: dict[str, Any] = {}
     for section in MUTABLE_SECTIONS:

@@ -56,6 +56,64 @@ class RunConfig:
     keep_checkpoints: bool = False  # also keep step-numbered copies besides `latest`
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     progress: bool = True  # console progress display
+    # Where acting runs. Acting proceeds in chunks of `act_chunk` vectorised env steps; the
+    # weights that act on chunk k are those after the updates owed at the end of chunk
+    # k - 1 - act_lag, so the schedule, never the speed, decides which weights act where.
+    # act_chunk=0 acts every step with the newest weights in the learner's process (chunks of
+    # one step, lag 0). The envs are acted on in `act_slices` fixed slices, each with its own
+    # random stream; `actors` workers share the slices out. act_chunk, act_lag and act_slices
+    # change results; backend, actors, ray_address and worker_timeout change only speed.
+    backend: str = "local"  # local | ray
+    actors: int = 1  # acting workers (at most act_slices)
+    act_slices: int = 1  # fixed slices of the vectorised envs (at most env.num_envs)
+    act_chunk: int = 0  # vectorised env steps per acting chunk; 0 = unchunked, in-process
+    act_lag: int = 1  # chunks of staleness of the acting weights (with act_chunk >= 1)
+    ray_address: str = "local"  # local (start Ray here) | auto | HOST:PORT of a running head
+    worker_timeout: float = 600.0  # seconds a worker may take for one chunk before it is lost
+
+
+BACKENDS = ("local", "ray")
+
+
+def schedule_of(run: RunConfig) -> tuple[int, int]:
+    """(chunk, lag) in effect: act_chunk=0 is chunks of one step with lag 0."""
+    return (1, 0) if run.act_chunk == 0 else (run.act_chunk, run.act_lag)
+
+
+def check_run(run: RunConfig, num_envs: int) -> None:
+    """The acting settings fit together and fit the envs; one line naming the fix if not."""
+    address = run.ray_address
+    host, _, port = address.rpartition(":")
+    checks = [
+        (run.backend in BACKENDS, f"run.backend must be one of {', '.join(BACKENDS)}, "
+         f"got '{run.backend}'"),
+        (run.actors >= 1, f"run.actors must be at least 1, got {run.actors}"),
+        (1 <= run.act_slices <= num_envs, f"run.act_slices must be in [1, env.num_envs="
+         f"{num_envs}], got {run.act_slices}"),
+        (run.actors <= run.act_slices, f"run.actors={run.actors} needs as many env slices; "
+         f"set run.act_slices={run.actors} (at most env.num_envs={num_envs})"),
+        (run.act_chunk >= 0, f"run.act_chunk must be 0 or more, got {run.act_chunk}"),
+        (run.act_lag >= 0, f"run.act_lag must be 0 or more, got {run.act_lag}"),
+        (run.act_chunk >= 1 or run.act_slices == 1, "run.act_slices > 1 acts in chunks; set "
+         "run.act_chunk to 1 or more (vectorised env steps per chunk)"),
+        (address in ("local", "auto") or (bool(host) and port.isdigit()), "run.ray_address "
+         f"must be local, auto or HOST:PORT, got '{address}'"),
+        (run.worker_timeout > 0, f"run.worker_timeout must be positive, got {run.worker_timeout}"),
+    ]  # fmt: skip
+    for ok, message in checks:
+        if not ok:
+            raise FrugalError(message)
+
+
+# settings that change which weights act on which env step: fixed for the life of a run
+SCHEDULE_KEYS = ("act_chunk", "act_lag", "act_slices")
+
+
+def run_value(name: str, value: Any) -> Any:
+    """A run setting as its type, from a command-line string."""
+    probe = RunConfig()
+    set_value(probe, "run", name, value)
+    return getattr(probe, name)
 
 
 def mutable(default: Any) -> Any:
@@ -197,6 +255,7 @@ RENAMED: dict[str, tuple[str, Any]] = {
     "gamma": ("discount", float),
     "horizon": ("discount", lambda h: 1.0 - 1.0 / float(h)),  # DreamerV3's 1 - 1/horizon
     "max_grad_norm": ("grad_clip", float),
+    "amp": ("precision", lambda amp: "bf16" if amp else "fp32"),  # EfficientZero's bool
 }
 
 

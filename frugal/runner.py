@@ -4,6 +4,7 @@ result does not depend on how fast the machine is."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import random
 import re
@@ -19,7 +20,9 @@ import torch
 from frugal import checkpoint
 from frugal.agents import agent_module
 from frugal.agents.base import Agent, Transition
-from frugal.config import Config
+from frugal.backends import WorkerLost
+from frugal.backends.worker import STEP_KEYS
+from frugal.config import Config, check_run, schedule_of
 from frugal.envs import EnvSpec, make_env
 from frugal.errors import Diverged, FrugalError, Interrupted
 from frugal.evaluation import evaluate
@@ -118,6 +121,21 @@ class Runner:
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / CHECKPOINTS
         run = config.run
+        check_run(run, config.env.num_envs)
+        # acting in chunks through a backend (frugal.backends), or every step with the learner's
+        # own networks in this process (act_chunk=0 on the local backend)
+        self.scheduled = run.act_chunk > 0 or run.backend != "local"
+        self.chunk, self.lag = schedule_of(run)
+        if run.backend == "ray" and importlib.util.find_spec("ray") is None:
+            raise FrugalError("run.backend=ray needs Ray: pip install 'frugal[ray]'")
+        self.backend = None
+        self._snapshots: dict[int, dict] = {}  # acting states by the chunk they follow
+        self._start_states: dict[int, dict] | None = None  # slices' states to start from
+        self._reset_seed = run.seed
+        self._rows: dict[str, Any] | None = None  # the request being observed, [T, N, ...]
+        self._row = 0
+        self._next_submit = 0  # the first vectorised step not yet submitted for acting
+        self._save_due = False
         random.seed(run.seed)
         np.random.seed(run.seed % 2**32)
         torch.manual_seed(run.seed)
@@ -143,6 +161,7 @@ class Runner:
             self.obs = self.env.reset(run.seed)
             self.first = np.ones(config.env.num_envs, dtype=bool)
             self.act_state = self.agent.initial_act_state(config.env.num_envs)
+            self._snapshots = {-1: self.agent.acting_state()}
         self.metrics: MetricsWriter | None = None
         self._stop_signal: int | None = None
 
@@ -159,7 +178,9 @@ class Runner:
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         t0 = time.perf_counter() - self.wall_s
         try:
-            while not self._finished() and self._stop_signal is None:
+            if self.scheduled:
+                self._begin_acting()
+            while not self._finished() and (self._stop_signal is None or not self._boundary()):
                 before = self.env_step, self.updates
                 if self.env_step < run.steps:
                     self._collect_step()
@@ -173,6 +194,8 @@ class Runner:
                         if _watched(key) and not math.isfinite(value):
                             raise self._diverged(key)
                         self._pending[key].append(value)
+                if self.scheduled:
+                    self._after_updates()
                 self.wall_s = time.perf_counter() - t0
                 if self._pending["train/episode_return"]:
                     last_return = self._pending["train/episode_return"][-1]
@@ -184,8 +207,11 @@ class Runner:
                 do_eval = end or _crossed(then, now, run.eval_every)
                 if do_eval or _crossed(then, now, run.log_every):
                     self._log(evaluate_now=do_eval)
-                if end or _crossed(then, now, run.checkpoint_every):
-                    self.save()
+                if end or _crossed(then, now, run.checkpoint_every) or self._save_due:
+                    # acting in chunks: at the end of the request, where the envs' state is known
+                    self._save_due = not self._boundary()
+                    if not self._save_due:
+                        self.save()
             if self._stop_signal is not None:
                 self.save()
                 raise Interrupted(self._stop_signal, self.env_step)
@@ -195,6 +221,8 @@ class Runner:
             progress.close()
             self.metrics.close()
             self.env.close()
+            if self.backend is not None:
+                self.backend.close()
 
     def _finished(self) -> bool:
         steps = self.config.run.steps
@@ -204,11 +232,13 @@ class Runner:
         self._stop_signal = signum  # finish the current step, checkpoint, then stop
 
     def _collect_step(self) -> None:
+        if self.scheduled:
+            return self._observe_acted_step()
         actions, self.act_state = self.agent.act(
             self.obs, self.act_state, self.first, explore=True, rng=self.act_rng
         )
         result = self.env.step(actions)
-        self.agent.observe(
+        self._observe(
             Transition(
                 obs=self.obs,
                 action=actions,
@@ -220,15 +250,146 @@ class Runner:
                 final_obs=result.final_obs,
             )
         )
-        self.episode_returns += result.reward
+        self.obs, self.first = result.obs, result.reset
+
+    def _observe(self, t: Transition) -> None:
+        """The learner takes one vectorised step; the episode statistics count it."""
+        self.agent.observe(t)
+        self.episode_returns += t.reward
         self.episode_lengths += 1
-        for i in np.flatnonzero(result.reset):
+        for i in np.flatnonzero(t.reset):
             self._pending["train/episode_return"].append(float(self.episode_returns[i]))
             self._pending["train/episode_length"].append(float(self.episode_lengths[i]))
             self.episode_returns[i] = 0.0
             self.episode_lengths[i] = 0
-        self.obs, self.first = result.obs, result.reset
         self.env_step += self.config.env.num_envs
+
+    # ------------------------------------------------------------------- acting in chunks
+
+    def _total_steps(self) -> int:
+        """Vectorised steps of the whole collection."""
+        return -(-self.config.run.steps // self.config.env.num_envs)
+
+    def _boundary(self) -> bool:
+        """Between requests: every slice's state is the one after the last step observed."""
+        return not self.scheduled or self._rows is None or self._row == len(self._rows["obs"])
+
+    def _begin_acting(self) -> None:
+        from frugal.backends import make_backend
+
+        self.env.close()  # it gave the spec; the backend builds the envs that act
+        self.backend = make_backend(self.config)
+        states = self.backend.start(self._start_states, self._reset_seed)
+        if self._start_states is not None and not self.backend.capturable:
+            # the envs' state could not be saved: the games in progress restarted
+            self.agent.restart(np.concatenate([states[j]["obs"] for j in sorted(states)]))
+        self._next_submit = self.env_step // self.config.env.num_envs
+        self._rows, self._row = None, 0
+        self._launch()
+
+    def _launch(self) -> None:
+        """Submit every request whose acting state the schedule has already produced: chunk c
+        acts with the state after the updates owed at the end of chunk c - 1 - lag."""
+        total = self._total_steps()
+        while self._next_submit < total:
+            c = self._next_submit // self.chunk
+            key = max(c - 1 - self.lag, -1)
+            if key not in self._snapshots:
+                return
+            stop = min((c + 1) * self.chunk, total)
+            self.backend.submit(key, self._snapshots[key], self._next_submit, stop)
+            self._next_submit = stop
+
+    def _after_updates(self) -> None:
+        """At the end of a chunk, after the updates it owes: the acting state for later chunks."""
+        t = self.env_step // self.config.env.num_envs
+        if t % self.chunk == 0 and t // self.chunk - 1 not in self._snapshots:
+            self._snapshots[t // self.chunk - 1] = self.agent.acting_state()
+            oldest = t // self.chunk - 1 - self.lag
+            self._snapshots = {k: v for k, v in self._snapshots.items() if k >= oldest}
+            self._launch()
+
+    def _observe_acted_step(self) -> None:
+        if self._boundary():
+            self._launch()
+            try:
+                self._rows, news = self.backend.take()
+            except WorkerLost as lost:  # between requests: the slices' states are known
+                saved = self.save().name
+                raise FrugalError(
+                    f"{lost}; the run is saved at {saved}: continue it with "
+                    f"'frugal resume {self.run_dir}'"
+                ) from None
+            self._row = 0
+            if news.get("restarts"):
+                self._pending["workers/restarts"].append(float(news["restarts"]))
+            if news.get("reset_obs") is not None:
+                self.agent.restart(news["reset_obs"])
+        rows, r = self._rows, self._row
+        step = {k: rows[k][r] for k in STEP_KEYS}
+        record = rows["record"]
+        self.agent.load_act_record(
+            None if record is None else {k: v[r] for k, v in record.items()},
+            step["obs"],
+            step["action"],
+        )
+        self._observe(Transition(**step))
+        self._row += 1
+
+    def _save_acting(self, state: dict[str, Any]) -> None:
+        """The slices' states as a run acting in one process saves them (one slice: the same
+        keys), and the acting states the schedule still owes to chunks not yet observed."""
+        slices = self.backend.states() if self.backend is not None else self._start_states
+        if slices is None:  # not started: nothing acted yet
+            slices = {}
+        order = sorted(slices)
+        if order:
+            state["act_rng"] = slices[0]["rng"]
+            state["act_rngs"] = [slices[j]["rng"] for j in order]
+        if order and all(slices[j]["env"] is not None for j in order):
+            env = {
+                "episode_returns": self.episode_returns,
+                "episode_lengths": self.episode_lengths,
+            }
+            parts = [
+                {k: slices[j][k2] for k, k2 in (("state", "env"), ("obs", "obs"),
+                                                  ("first", "first"), ("act_state", "act_state"))}
+                for j in order
+            ]  # fmt: skip
+            if len(order) == 1:
+                env.update(parts[0])
+            else:
+                env["slices"] = parts
+            state["env"] = env
+        state["acting"] = {str(k): v for k, v in self._snapshots.items()}
+
+    def _restore_acting(self, state: dict[str, Any]) -> None:
+        """Where each slice continues from, and the acting states the schedule owes (taken
+        from the learner when a checkpoint of a run acting every step has none: at lag 0 the
+        state after the last updates is the one owed)."""
+        run, n = self.config.run, self.config.env.num_envs
+        count = run.act_slices
+        rngs = state.get("act_rngs") or [state["act_rng"]]
+        saved = state.get("env")
+        if saved is not None:
+            parts = saved["slices"] if "slices" in saved else [saved]
+            self._start_states = {
+                j: {"env": p["state"], "obs": p["obs"], "first": p["first"],
+                    "act_state": p["act_state"], "rng": rngs[j]}
+                for j, p in enumerate(parts)
+            }  # fmt: skip
+            self.episode_returns = saved["episode_returns"].copy()
+            self.episode_lengths = saved["episode_lengths"].copy()
+        else:
+            self._start_states = {j: {"env": None, "rng": rngs[j]} for j in range(count)}
+            self._reset_seed = int(
+                np.random.default_rng([run.seed, 3, self.env_step]).integers(2**31)
+            )
+        self._snapshots = {int(k): v for k, v in state.get("acting", {}).items()}
+        c = self.env_step // n // self.chunk
+        for key in range(max(c - 1 - self.lag, -1), c):
+            if key not in self._snapshots:
+                self._snapshots[key] = self.agent.acting_state()
 
     def _log(self, evaluate_now: bool) -> None:
         point: dict[str, Any] = {
@@ -238,8 +399,10 @@ class Runner:
         }
         episodes = len(self._pending.get("train/episode_return", []))
         for key, values in self._pending.items():
-            if values:
-                point[key] = float(np.mean(values))
+            if values:  # events (worker restarts) are counted, everything else averaged
+                point[key] = float(
+                    np.sum(values) if key.startswith("workers/") else np.mean(values)
+                )
         if episodes:
             point["train/episodes"] = episodes
         self._pending.clear()
@@ -290,7 +453,9 @@ class Runner:
                 "torch": torch.get_rng_state(),
             },
         }
-        if self.env.capturable:
+        if self.scheduled:
+            self._save_acting(state)
+        elif self.env.capturable:
             state["env"] = {
                 "state": self.env.get_state(),
                 "obs": self.obs,
@@ -308,13 +473,17 @@ class Runner:
         self.wall_s = float(state["wall_s"])
         self.agent.load_state_dict(state["agent"])
         self.act_rng.bit_generator.state = state["act_rng"]
+        if self.scheduled:
+            self._restore_acting(state)
         self._pending.update(state.get("pending", {}))
         rng = state["rng"]
         random.setstate(_python_rng_from(rng["python"]))
         np.random.set_state(("MT19937", np.array(rng["numpy"], dtype=np.uint32), rng["numpy_pos"]))
         torch.set_rng_state(rng["torch"])
         n = self.config.env.num_envs
-        if "env" in state:
+        if self.scheduled:
+            pass
+        elif "env" in state:
             saved = state["env"]
             self.obs = self.env.reset(self.config.run.seed)
             self.env.set_state(saved["state"])

@@ -74,6 +74,29 @@ class Agent(Protocol):
 
     def observe(self, transition: Transition) -> None: ...
 
+    def acting_state(self) -> dict[str, Any]:
+        """A snapshot of only what `act` reads (weights, normalisers, exploration counters; no
+        replay, no optimiser), detached from the live networks: later updates leave it as it
+        is. Acting workers act with it on their own copy of the agent."""
+        ...
+
+    def load_acting_state(self, state: dict[str, Any]) -> None:
+        """Act from now on as the agent did when `acting_state()` was taken."""
+        ...
+
+    def act_record(self) -> dict[str, np.ndarray] | None:
+        """What the last `act(explore=True)` computed that `observe` stores (log-probabilities,
+        search statistics), as numpy arrays with one row per env; None when observe needs
+        nothing of act. A worker sends it with the transition to the learner."""
+        ...
+
+    def load_act_record(
+        self, record: dict[str, np.ndarray] | None, obs: np.ndarray, action: np.ndarray
+    ) -> None:
+        """The learner takes a worker's `act_record` for the step (obs, action) that it will
+        `observe` next, as if it had acted itself."""
+        ...
+
     def restart(self, obs: np.ndarray) -> None:
         """Envs whose state could not be restored after a resume started new games at `obs`:
         the games in progress are cut as if truncated there."""

@@ -84,6 +84,20 @@ class Agent:
     def restart(self, obs: np.ndarray) -> None:
         self.replay.restart(obs)
 
+    def acting_state(self) -> dict[str, Any]:
+        weights = {k: v.detach().clone() for k, v in self.q.state_dict().items()}
+        return {"q": weights, "env_steps": self.env_steps}
+
+    def load_acting_state(self, state: dict[str, Any]) -> None:
+        self.q.load_state_dict(state["q"])
+        self.env_steps = int(state["env_steps"])
+
+    def act_record(self) -> None:
+        return None
+
+    def load_act_record(self, record, obs, action) -> None:
+        pass
+
     # ------------------------------------------------------------------------------- update
 
     def updates_due(self, env_step: int) -> int:

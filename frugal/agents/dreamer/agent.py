@@ -155,6 +155,22 @@ class Agent:
     def restart(self, obs: np.ndarray) -> None:
         self.replay.restart(obs)
 
+    def acting_state(self) -> dict[str, Any]:
+        return {
+            name: {k: v.detach().clone() for k, v in net.state_dict().items()}
+            for name, net in (("world_model", self.wm), ("actor", self.actor))
+        }
+
+    def load_acting_state(self, state: dict[str, Any]) -> None:
+        self.wm.load_state_dict(state["world_model"])
+        self.actor.load_state_dict(state["actor"])
+
+    def act_record(self) -> None:
+        return None
+
+    def load_act_record(self, record, obs, action) -> None:
+        pass
+
     # ------------------------------------------------------------------------------- update
 
     def updates_due(self, env_step: int) -> int:

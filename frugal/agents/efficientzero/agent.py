@@ -164,6 +164,21 @@ class Agent:
     def restart(self, obs: np.ndarray) -> None:
         self.replay.restart(obs)
 
+    def acting_state(self) -> dict[str, Any]:
+        weights = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+        return {"net": weights, "updates": self.updates}
+
+    def load_acting_state(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.updates = int(state["updates"])
+
+    def act_record(self) -> dict[str, np.ndarray] | None:
+        """The stored action and the search statistics act() computed, one row per env."""
+        return None if self._pending is None else dict(self._pending)
+
+    def load_act_record(self, record, obs, action) -> None:
+        self._pending = None if record is None else dict(record)
+
     # -------------------------------------------------------------------------- schedule
 
     def updates_due(self, env_step: int) -> int:

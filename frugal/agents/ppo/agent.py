@@ -201,6 +201,32 @@ class Agent:
         self.discounted_return[:] = 0.0
         self.last_next_obs = self._prepare(obs).clone()
 
+    def acting_state(self) -> dict[str, Any]:
+        return {
+            "net": {k: v.detach().clone() for k, v in self.net.state_dict().items()},
+            "obs_rms": self.obs_rms.state_dict() if self.obs_rms is not None else None,
+        }
+
+    def load_acting_state(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        if self.obs_rms is not None:
+            self.obs_rms.load_state_dict(state["obs_rms"])
+
+    def act_record(self) -> dict[str, np.ndarray] | None:
+        """The normalised input, log-probability and value act() computed, one row per env."""
+        if self._pending is None:
+            return None
+        _, _, x, _, logp, value = self._pending
+        return {k: v.cpu().numpy() for k, v in (("x", x), ("logp", logp), ("value", value))}
+
+    def load_act_record(self, record, obs, action) -> None:
+        if record is None:
+            self._pending = None
+            return
+        dev = self.device
+        x, logp, value = (torch.as_tensor(record[k], device=dev) for k in ("x", "logp", "value"))
+        self._pending = (obs, action, x, torch.as_tensor(action, device=dev), logp, value)
+
     # ------------------------------------------------------------------------------- update
 
     def updates_due(self, env_step: int) -> int:

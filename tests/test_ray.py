@@ -1,0 +1,146 @@
+"""Acting in chunks, locally and on Ray: the schedule, never the speed, decides which weights act
+on which env step, so `run.backend=ray` logs exactly what `run.backend=local` logs with the same
+settings; runs move between backends on resume; a killed worker is replaced without changing the
+result. Ray is started here with two CPUs and stopped at the end (`-m "not ray"` skips these)."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+import torch
+from test_agent_contract import FAST, _stable
+
+import frugal
+from frugal.errors import FrugalError, Interrupted
+from frugal.runner import Runner
+
+ray = pytest.importorskip("ray")
+
+ENV = "gym/CartPole-v1"
+COMMON = ["run.progress=false", "env.num_envs=4", "run.eval_episodes=2", "run.eval_envs=2"]
+EVERY = ["run.eval_every=256", "run.log_every=64", "run.checkpoint_every=128"]
+# chunks of 8 vectorised steps, each acted on with the weights of two chunk ends before
+SCHEDULE = ["run.act_chunk=8", "run.act_lag=1", "run.act_slices=2"]
+ON_RAY = ["run.backend=ray", "run.actors=2"]
+STEPS = 512
+
+
+def _train(algo: str, run_dir, steps: int = STEPS, extra: list[str] = ()):
+    torch.set_num_threads(1)
+    overrides = COMMON + FAST.get(algo, []) + EVERY + SCHEDULE + list(extra)
+    return frugal.train(algo, ENV, steps=steps, seed=7, run_dir=run_dir, overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def local_runs(tmp_path_factory):
+    """Each agent's run on the local backend, trained once for the comparisons."""
+    root = tmp_path_factory.mktemp("local")
+    cache: dict[tuple[str, int], list[dict]] = {}
+
+    def get(algo: str, steps: int = STEPS) -> list[dict]:
+        if (algo, steps) not in cache:
+            cache[algo, steps] = _stable(_train(algo, root / f"{algo}-{steps}", steps).metrics)
+        return cache[algo, steps]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="error")
+    yield
+    ray.shutdown()
+
+
+def test_chunks_of_one_step_at_lag_0_are_the_unchunked_runner(tmp_path):
+    torch.set_num_threads(1)
+    for algo in ("dqn", "ppo"):
+        overrides = COMMON + FAST[algo] + EVERY
+        runs = [
+            frugal.train(algo, ENV, steps=256, seed=7, run_dir=tmp_path / f"{algo}{i}",
+                         overrides=overrides + extra)
+            for i, extra in enumerate([[], ["run.act_chunk=1", "run.act_lag=0"]])
+        ]  # fmt: skip
+        assert _stable(runs[0].metrics) == _stable(runs[1].metrics), algo
+
+
+def test_a_stop_mid_chunk_resumes_to_the_same_log(local_runs, tmp_path, monkeypatch):
+    collect = Runner._collect_step
+
+    def collect_then_stop(self):
+        collect(self)
+        if self.env_step == 4 * 37:  # inside a chunk: the run ends it, then saves
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(Runner, "_collect_step", collect_then_stop)
+    with pytest.raises(Interrupted, match="at env step 160"):
+        _train("ppo", tmp_path / "split")
+    monkeypatch.undo()
+    assert _stable(frugal.resume(tmp_path / "split", steps=STEPS).metrics) == local_runs("ppo")
+
+
+def test_the_schedule_cannot_change_on_resume(tmp_path):
+    run = _train("dqn", tmp_path / "r", steps=64)
+    with pytest.raises(FrugalError, match="run.act_lag cannot change when resuming"):
+        frugal.resume(run.dir, steps=128, overrides=["run.act_lag=2"])
+    with pytest.raises(FrugalError, match="run.actors=2 needs as many env slices"):
+        frugal.train("dqn", ENV, steps=64, run_dir=tmp_path / "x", overrides=["run.actors=2"])
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("algo", ["dqn", "ppo"])
+def test_ray_logs_what_local_logs(algo, local_runs, cluster, tmp_path):
+    assert _stable(_train(algo, tmp_path / "ray", extra=ON_RAY).metrics) == local_runs(algo)
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("algo", ["dreamerv3", "efficientzero"])
+def test_ray_acts_as_local_acts(algo, local_runs, cluster, tmp_path):
+    ray_run = _stable(_train(algo, tmp_path / "ray", steps=256, extra=ON_RAY).metrics)
+    local = local_runs(algo, 256)
+    acted = ("env_step", "train/episode_return", "train/episode_length", "train/episodes")
+    assert [{k: p.get(k) for k in acted} for p in ray_run] == [
+        {k: p.get(k) for k in acted} for p in local
+    ]
+    assert ray_run == local
+
+
+@pytest.mark.ray
+def test_runs_move_between_backends_on_resume(local_runs, cluster, tmp_path):
+    _train("dqn", tmp_path / "to-ray", steps=STEPS // 2)
+    on_ray = frugal.resume(tmp_path / "to-ray", steps=STEPS, overrides=ON_RAY)
+    assert _stable(on_ray.metrics) == local_runs("dqn")
+    _train("dqn", tmp_path / "to-local", steps=STEPS // 2, extra=ON_RAY)
+    back = frugal.resume(
+        tmp_path / "to-local", steps=STEPS, overrides=["run.backend=local", "run.actors=1"]
+    )
+    assert _stable(back.metrics) == local_runs("dqn")
+
+
+@pytest.mark.ray
+def test_a_killed_worker_is_replaced_and_the_run_is_unchanged(
+    local_runs, cluster, tmp_path, monkeypatch
+):
+    from frugal.backends.ray import RayBackend
+
+    take, taken = RayBackend.take, []
+
+    def kill_then_take(self):
+        taken.append(1)
+        if len(taken) == 8:  # mid-run, with requests in flight
+            ray.kill(self.workers[1])
+        return take(self)
+
+    monkeypatch.setattr(RayBackend, "take", kill_then_take)
+    run = _train("dqn", tmp_path / "fault", extra=ON_RAY)
+    monkeypatch.undo()
+    restarts = [p["workers/restarts"] for p in run.metrics if "workers/restarts" in p]
+    assert restarts == [1.0], "the restart is in the log"
+    # the envs' state is captured: the new worker continues exactly where the old one was
+    assert [
+        {k: v for k, v in p.items() if k != "workers/restarts"} for p in _stable(run.metrics)
+    ] == local_runs("dqn")
+    resumed = frugal.resume(run.dir, steps=STEPS + 128, overrides=ON_RAY)
+    assert resumed.metrics[-1]["env_step"] == STEPS + 128
