@@ -312,6 +312,7 @@ class Runner:
     def _observe_acted_step(self) -> None:
         if self._boundary():
             self._launch()
+            waited = time.perf_counter()
             try:
                 self._rows, news = self.backend.take()
             except WorkerLost as lost:  # between requests: the slices' states are known
@@ -321,6 +322,7 @@ class Runner:
                     f"'frugal resume {self.run_dir}'"
                 ) from None
             self._row = 0
+            self._pending["perf/act_wait_s"].append(time.perf_counter() - waited)
             if news.get("restarts"):
                 self._pending["workers/restarts"].append(float(news["restarts"]))
             if news.get("reset_obs") is not None:
@@ -399,10 +401,9 @@ class Runner:
         }
         episodes = len(self._pending.get("train/episode_return", []))
         for key, values in self._pending.items():
-            if values:  # events (worker restarts) are counted, everything else averaged
-                point[key] = float(
-                    np.sum(values) if key.startswith("workers/") else np.mean(values)
-                )
+            if values:  # events and waits are summed over the interval, the rest averaged
+                summed = key.startswith("workers/") or key == "perf/act_wait_s"
+                point[key] = float(np.sum(values) if summed else np.mean(values))
         if episodes:
             point["train/episodes"] = episodes
         self._pending.clear()
@@ -410,6 +411,9 @@ class Runner:
             point.update(self.evaluate())
         if self.wall_s > 0:
             point["perf/env_steps_per_s"] = round(self.env_step / self.wall_s, 2)
+        nodes = getattr(self.backend, "nodes", None)
+        if nodes:  # the machines the acting workers run on
+            point["perf/worker_nodes"] = len(set(nodes))
         self.metrics.write(point)
 
     def evaluate(self, video: str | Path | None = None, episodes: int | None = None):

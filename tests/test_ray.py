@@ -144,3 +144,61 @@ def test_a_killed_worker_is_replaced_and_the_run_is_unchanged(
     ] == local_runs("dqn")
     resumed = frugal.resume(run.dir, steps=STEPS + 128, overrides=ON_RAY)
     assert resumed.metrics[-1]["env_step"] == STEPS + 128
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.ray
+def test_two_nodes_started_with_ray_start_both_act(tmp_path):
+    """A head and a second node on this machine (one CPU each), as on two machines."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    if ray.is_initialized():
+        ray.shutdown()  # the run connects to the cluster itself
+    ray_cli = str(Path(sys.executable).parent / "ray")
+    port = _free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    common = ["--num-cpus=1", "--disable-usage-stats", "--block"]
+    nodes = []
+    try:
+        for args in (["--head", f"--port={port}", "--include-dashboard=false"],
+                     [f"--address=127.0.0.1:{port}"]):  # fmt: skip
+            nodes.append(
+                subprocess.Popen(
+                    [ray_cli, "start", *args, *common],
+                    env=env,
+                    start_new_session=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+            )
+            time.sleep(8)  # the head must listen before the second node joins
+        run_dir = tmp_path / "two-nodes"
+        cmd = [
+            sys.executable, "-m", "frugal", "train", "dqn", "--env", ENV, "--steps", "128",
+            "--run-dir", str(run_dir), *COMMON, *FAST["dqn"], *SCHEDULE, *ON_RAY,
+            f"run.ray_address=127.0.0.1:{port}", "run.log_every=64", "run.eval_every=0",
+        ]  # fmt: skip
+        proc = subprocess.run(
+            cmd, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        points = frugal.load_run(run_dir).metrics
+        assert [p["perf/worker_nodes"] for p in points] == [2, 2], "one actor on each node"
+    finally:
+        for node in reversed(nodes):
+            node.terminate()  # ray start --block stops its node's processes
+            try:
+                node.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(node.pid, signal.SIGKILL)
+                node.wait()

@@ -161,6 +161,7 @@ class RayBackend(Backend):
         started = self._wait(w, worker.start.remote(mine, seed), "restart")
         started = _writable(started)
         self._end.update(started)
+        self.nodes[w] = self._wait(w, worker.info.remote(), "restart")["node"]
         for request in self._requests:
             request["refs"][w] = worker.act.remote(
                 request["ref"], request["key"], request["start"], request["stop"], True
