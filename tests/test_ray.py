@@ -49,7 +49,10 @@ def local_runs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="error")
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+        logging_level="error",
+    )  # fmt: skip
     yield
     ray.shutdown()
 
@@ -202,3 +205,6 @@ def test_two_nodes_started_with_ray_start_both_act(tmp_path):
             except subprocess.TimeoutExpired:
                 os.killpg(node.pid, signal.SIGKILL)
                 node.wait()
+        current = Path("/tmp/ray/ray_current_cluster")  # what `ray stop` would remove
+        if current.is_file() and current.read_text().strip().endswith(f":{port}"):
+            current.unlink()

@@ -20,7 +20,7 @@ from frugal.config import Preset
 from frugal.envs.base import EnvSpec
 
 __all__ = [
-    "ActState", "Agent", "AgentPackage", "EnvSpec", "Transition", "preset_by_suite",
+    "ActState", "Agent", "AgentPackage", "EnvSpec", "Transition", "detached", "preset_by_suite",
     "ratio_updates_due",
 ]  # fmt: skip
 
@@ -130,6 +130,11 @@ class AgentPackage(Protocol):
     def Agent(  # noqa: N802 - the class, called as a constructor
         self, cfg: Any, spec: EnvSpec, num_envs: int, device: torch.device, seed: int
     ) -> Agent: ...
+
+
+def detached(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of a module's weights that later updates leave as it is (for acting_state)."""
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
 def ratio_updates_due(env_step: int, replay_ratio: float, learning_starts: int) -> int:

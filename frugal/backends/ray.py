@@ -42,10 +42,9 @@ class RayBackend(Backend):
         self.timeout = run.worker_timeout
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
-            address = None if run.ray_address == "local" else run.ray_address
-            try:
+            try:  # "local" starts a new instance here, never joining one found running
                 ray.init(
-                    address=address,
+                    address=run.ray_address,
                     include_dashboard=False,
                     log_to_driver=False,
                     logging_level="error",
@@ -56,6 +55,12 @@ class RayBackend(Backend):
                     f"({str(e).splitlines()[0][:120]}); start it with 'ray start --head' or "
                     "use run.ray_address=local"
                 ) from None
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        if cpus < run.actors:  # the actors would wait for CPUs that never come
+            raise WorkerLost(
+                f"run.actors={run.actors} needs {run.actors} CPUs in the Ray cluster, which has "
+                f"{cpus}; lower run.actors or add nodes"
+            )
         self._actor_class = ray.remote(num_cpus=1, max_restarts=0)(_RayWorker)
         groups = np.array_split(np.arange(run.act_slices), run.actors)
         self.groups = [[int(j) for j in g] for g in groups]

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from frugal.agents.base import ActState, EnvSpec, Transition, ratio_updates_due
+from frugal.agents.base import ActState, EnvSpec, Transition, detached, ratio_updates_due
 from frugal.agents.dqn.config import PRESETS, Config, check
 from frugal.nets.q import QNetwork
 from frugal.replay.streams import StreamReplay
@@ -85,8 +85,7 @@ class Agent:
         self.replay.restart(obs)
 
     def acting_state(self) -> dict[str, Any]:
-        weights = {k: v.detach().clone() for k, v in self.q.state_dict().items()}
-        return {"q": weights, "env_steps": self.env_steps}
+        return {"q": detached(self.q), "env_steps": self.env_steps}
 
     def load_acting_state(self, state: dict[str, Any]) -> None:
         self.q.load_state_dict(state["q"])

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from frugal.agents.base import ActState, Transition, ratio_updates_due
+from frugal.agents.base import ActState, Transition, detached, ratio_updates_due
 from frugal.agents.dreamer import losses
 from frugal.agents.dreamer.config import Config, encoder_kind, net_sizes, validate
 from frugal.agents.dreamer.video import OpenLoopVideo
@@ -156,10 +156,7 @@ class Agent:
         self.replay.restart(obs)
 
     def acting_state(self) -> dict[str, Any]:
-        return {
-            name: {k: v.detach().clone() for k, v in net.state_dict().items()}
-            for name, net in (("world_model", self.wm), ("actor", self.actor))
-        }
+        return {"world_model": detached(self.wm), "actor": detached(self.actor)}
 
     def load_acting_state(self, state: dict[str, Any]) -> None:
         self.wm.load_state_dict(state["world_model"])

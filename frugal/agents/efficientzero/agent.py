@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from frugal.agents.base import ActState, EnvSpec, Transition, ratio_updates_due
+from frugal.agents.base import ActState, EnvSpec, Transition, detached, ratio_updates_due
 from frugal.agents.efficientzero import losses, sampled
 from frugal.agents.efficientzero.augment import augment_pixels
 from frugal.agents.efficientzero.config import PRESETS, Config, validate
@@ -165,8 +165,7 @@ class Agent:
         self.replay.restart(obs)
 
     def acting_state(self) -> dict[str, Any]:
-        weights = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
-        return {"net": weights, "updates": self.updates}
+        return {"net": detached(self.net), "updates": self.updates}
 
     def load_acting_state(self, state: dict[str, Any]) -> None:
         self.net.load_state_dict(state["net"])

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from frugal.agents.base import ActState, Transition
+from frugal.agents.base import ActState, Transition, detached
 from frugal.agents.ppo.config import PRESETS, Config, check
 from frugal.agents.ppo.losses import (
     clipped_policy_loss,
@@ -203,7 +203,7 @@ class Agent:
 
     def acting_state(self) -> dict[str, Any]:
         return {
-            "net": {k: v.detach().clone() for k, v in self.net.state_dict().items()},
+            "net": detached(self.net),
             "obs_rms": self.obs_rms.state_dict() if self.obs_rms is not None else None,
         }
 
