@@ -90,6 +90,27 @@ def test_a_stop_at_any_step_resumes_to_the_same_log(algo, how, straight, tmp_pat
     assert _stable(resumed.metrics) == straight[algo], f"{how} at env step {stop}"
 
 
+@pytest.mark.parametrize("algo", ["dqn", "efficientzero"])
+def test_a_kill_while_a_checkpoint_is_written_resumes_from_the_one_before(
+    algo, straight, tmp_path, monkeypatch
+):
+    save, writes = torch.save, []
+
+    def save_then_die(obj, path, *args, **kwargs):
+        save(obj, path, *args, **kwargs)
+        writes.append(path)
+        if len(writes) == 2:  # the second checkpoint's tensors are on disk, its state is not
+            raise _Killed
+
+    monkeypatch.setattr(checkpoint.torch, "save", save_then_die)
+    with pytest.raises(_Killed):
+        _train(algo, tmp_path / "split")
+    monkeypatch.undo()
+    assert list((tmp_path / "split" / "checkpoints").glob(".*.partial"))
+    resumed = frugal.resume(tmp_path / "split", steps=STEPS)
+    assert _stable(resumed.metrics) == straight[algo]
+
+
 def test_a_run_killed_before_its_first_checkpoint_starts_again(straight, tmp_path, monkeypatch):
     run_dir = tmp_path / "early"
     _stop_at(monkeypatch, 100, "kill")
