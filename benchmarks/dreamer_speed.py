@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import time
 
 import numpy as np
@@ -61,33 +62,50 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--compile", action="store_true")
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--precision", default="fp32", help="agent.precision, or several (fp32,bf16): rounds of "
+        "each in turn, one agent per precision, and the speed-up of the later over the first"
+    )  # fmt: skip
+    p.add_argument("--rounds", type=int, default=1, help="rounds of every precision")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     spec = SPECS[args.obs]
-    cfg = dreamer.Config(
-        size=args.size,
-        stoch=args.stoch,
-        classes=args.classes,
-        batch_size=args.batch_size,
-        batch_length=args.batch_length,
-        replay_size=10_000,
-        compile=args.compile,
-    )
     device = torch.device(args.device)
-    agent = dreamer.Agent(cfg, spec, 1, device, seed=0)
+    agents = {}
+    for name in args.precision.split(","):
+        cfg = dreamer.Config(
+            size=args.size,
+            stoch=args.stoch,
+            classes=args.classes,
+            batch_size=args.batch_size,
+            batch_length=args.batch_length,
+            replay_size=10_000,
+            compile=args.compile,
+            precision=name,
+        )
+        torch.manual_seed(0)
+        agent = dreamer.Agent(cfg, spec, 1, device, seed=0)
+        fill(agent, spec, 4 * args.batch_length, np.random.default_rng(0))
+        for _ in range(args.warmup):
+            agent.update()
+        agents[name] = agent
     params = sum(p.numel() for m in (agent.wm, agent.actor, agent.critic) for p in m.parameters())
-    fill(agent, spec, 4 * args.batch_length, np.random.default_rng(0))
-    for _ in range(args.warmup):
-        agent.update()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start, cpu_start = time.perf_counter(), time.process_time()
-    for _ in range(args.updates):
-        agent.update()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = (time.perf_counter() - start) / args.updates
-    cpu_seconds = (time.process_time() - cpu_start) / args.updates
+
+    def timed(agent: dreamer.Agent) -> tuple[float, float]:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start, cpu_start = time.perf_counter(), time.process_time()
+        for _ in range(args.updates):
+            agent.update()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        wall = (time.perf_counter() - start) / args.updates
+        return wall, (time.process_time() - cpu_start) / args.updates
+
+    rounds: dict[str, list[tuple[float, float]]] = {name: [] for name in agents}
+    for _ in range(args.rounds):  # alternating, so a change of load hits every precision alike
+        for name, agent in agents.items():
+            rounds[name].append(timed(agent))
     cpu = platform.processor() or platform.machine()
     print(
         f"machine: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
@@ -98,9 +116,19 @@ def main() -> None:
         f"batch {args.batch_size}x{args.batch_length}, {params / 1e6:.2f}M parameters, "
         f"compile {args.compile}"
     )
-    print(f"wall: {1.0 / seconds:.3f} updates/s ({seconds * 1000:.0f} ms per update)")
-    # on a shared machine the process's CPU time is the fairer figure (1 thread: ~ an idle core)
-    print(f"cpu:  {1.0 / cpu_seconds:.3f} updates/s ({cpu_seconds * 1000:.0f} ms CPU per update)")
+    first = None
+    for name, figs in rounds.items():
+        seconds = statistics.median(f[0] for f in figs)
+        cpu_seconds = statistics.median(f[1] for f in figs)
+        first = first or cpu_seconds
+        print(f"precision {name} ({agents[name].precision}), median of {len(figs)} round(s):")
+        print(f"  wall: {1.0 / seconds:.3f} updates/s ({seconds * 1000:.0f} ms per update)")
+        # on a shared machine the process's CPU time is the fairer figure (1 thread: ~ an idle
+        # core)
+        print(
+            f"  cpu:  {1.0 / cpu_seconds:.3f} updates/s ({cpu_seconds * 1000:.0f} ms CPU per "
+            f"update), {first / cpu_seconds:.2f}x the first"
+        )
 
 
 if __name__ == "__main__":

@@ -234,13 +234,15 @@ def breakout_v4(**kwargs):
     return gym.make("BreakoutNoFrameskip-v4", **{"render_mode": "rgb_array", **kwargs})
 
 
-def atari_frugal(seed: int, rollouts: int) -> tuple[list[float], list[float]]:
+def atari_frugal(
+    seed: int, rollouts: int, extra: tuple[str, ...] = ()
+) -> tuple[list[float], list[float]]:
     """Env steps/s of each rollout after the first, and the update's share of each (s)."""
     runner, metrics = frugal_run(
         "atari/Breakout",
         rollouts * ROLLOUT,
         seed,
-        [f"run.log_every={ROLLOUT}", "run.eval_every=0", "run.checkpoint_every=0"],
+        [f"run.log_every={ROLLOUT}", "run.eval_every=0", "run.checkpoint_every=0", *extra],
         skip_eval=True,
     )
     walls = [p["wall_s"] for p in metrics]
@@ -354,6 +356,12 @@ def main() -> None:
     parser.add_argument("--part", choices=["all", "cartpole", "atari", "ceiling"], default="all")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--rollouts", type=int, default=4, help="Breakout rollouts per run")
+    parser.add_argument(
+        "--precision", default="auto", help="frugal's agent.precision on Breakout; several "
+        "(auto,fp32) run one frugal variant each"
+    )  # fmt: skip
+    parser.add_argument("--device", default="cpu", help="frugal's run.device on Breakout")
+    parser.add_argument("--frugal-only", action="store_true", help="Breakout: no SB3 runs")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(describe())
@@ -387,14 +395,17 @@ def main() -> None:
             )
 
     if args.part in ("all", "atari"):
-        names = ["frugal", "sb3-dummy", "sb3-subproc"]
+        precisions = args.precision.split(",")
+        frugals = {f"frugal-{p}": (f"agent.precision={p}", f"run.device={args.device}")
+                   for p in precisions}  # fmt: skip
+        names = [*frugals] + ([] if args.frugal_only else ["sb3-dummy", "sb3-subproc"])
         rates: dict[str, list[float]] = {n: [] for n in names}
         updates: dict[str, list[float]] = {n: [] for n in names}
         for rep in range(args.reps):
             order = names[rep % 3 :] + names[: rep % 3]
             for name in order:
-                if name == "frugal":
-                    r, u = atari_frugal(rep, args.rollouts)
+                if name in frugals:
+                    r, u = atari_frugal(rep, args.rollouts, frugals[name])
                 else:
                     r, u = atari_sb3(rep, args.rollouts, subproc=name == "sb3-subproc")
                 rates[name].extend(r)
@@ -415,8 +426,11 @@ def main() -> None:
                 f"{update_s:.1f} s + collection {rollout_s - update_s:.1f} s",
                 flush=True,
             )
+        if args.frugal_only:
+            return
         best_sb3 = max(median(rates["sb3-dummy"]), median(rates["sb3-subproc"]))
-        print(f"BREAKOUT frugal / best SB3: {median(rates['frugal']) / best_sb3:.2f}x", flush=True)
+        for name in frugals:
+            print(f"BREAKOUT {name} / best SB3: {median(rates[name]) / best_sb3:.2f}x", flush=True)
 
 
 if __name__ == "__main__":

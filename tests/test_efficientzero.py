@@ -395,8 +395,9 @@ def test_value_prefix_search_step_returns_prefix_differences_and_resets_at_the_h
 
 
 def test_mixed_precision_update_runs(tmp_path):
+    overrides = FAST + ["agent.precision=bf16"]
     run = frugal.train("efficientzero", "gym/CartPole-v1", steps=128, seed=0,
-                       run_dir=tmp_path / "amp", overrides=FAST + ["agent.amp=true"])  # fmt: skip
+                       run_dir=tmp_path / "bf16", overrides=overrides)  # fmt: skip
     losses = [p["train/loss"] for p in run.metrics if "train/loss" in p]
     assert losses and all(np.isfinite(losses))
 

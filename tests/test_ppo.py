@@ -345,7 +345,8 @@ def _pixel_update(**overrides) -> tuple[dict[str, float], torch.Tensor]:
         num_actions=3,
         obs_high=255.0,
     )
-    cfg = ppo.Config(num_steps=4, num_minibatches=2, update_epochs=2, **overrides)
+    settings = {"precision": "fp32", **overrides}  # the reference update is fp32
+    cfg = ppo.Config(num_steps=4, num_minibatches=2, update_epochs=2, **settings)
     agent = ppo.Agent(cfg, spec, 2, torch.device("cpu"), seed=1)
     rng, data = np.random.default_rng(0), np.random.default_rng(1)
     obs = data.integers(0, 256, (2, 4, 10, 10), dtype=np.uint8)

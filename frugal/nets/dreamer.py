@@ -202,7 +202,7 @@ class RSSM(nn.Module):
         return unimix_logits(x.unflatten(-1, (self.stoch, self.classes)), self.unimix)
 
     def prior_logits(self, deter: torch.Tensor) -> torch.Tensor:
-        return self.logits(self.prior_net(deter))
+        return self.logits(self.prior_net(deter).float())  # fp32 log-probabilities
 
     def initial(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Learned initial state: h = tanh(w), z = the mode of the prior at h."""
@@ -348,7 +348,7 @@ class Actor(nn.Module):
         layers.fan_avg_init(self)
 
     def forward(self, feat: torch.Tensor):
-        out = self.net(feat)
+        out = self.net(feat).float()  # the distribution in fp32 (under autocast too)
         if self.discrete:
             return unimix_logits(out, self.unimix)
         mean, std = out.chunk(2, -1)
@@ -386,4 +386,4 @@ class Critic(nn.Module):
         layers.zero_init(self.net[-1])
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
-        return self.net(feat)
+        return self.net(feat).float()  # fp32 logits (under autocast too)

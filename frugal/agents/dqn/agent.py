@@ -12,6 +12,7 @@ from torch.nn import functional as F
 
 from frugal.agents.base import ActState, EnvSpec, Transition, detached, ratio_updates_due
 from frugal.agents.dqn.config import PRESETS, Config, check
+from frugal.nets import precision
 from frugal.nets.q import QNetwork
 from frugal.replay.streams import StreamReplay
 
@@ -23,6 +24,8 @@ class Agent:
     def __init__(self, cfg: Config, spec: EnvSpec, num_envs: int, device: torch.device, seed: int):
         check(cfg, spec)
         self.cfg, self.spec, self.device = cfg, spec, device
+        # resolved once: fp32 | bf16 (autocast of the network passes)
+        self.precision = precision.resolve_precision(cfg.precision, device, pixels=spec.pixels)
         memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.q = self._network().to(device, memory_format=memory_format)
         self.q_target = self._network().to(device, memory_format=memory_format)
@@ -70,7 +73,8 @@ class Agent:
     @torch.no_grad()
     def act(self, obs, state, first, *, explore: bool, rng: np.random.Generator):
         eps = self.epsilon() if explore else self.cfg.eval_eps
-        greedy = self.q(torch.as_tensor(obs, device=self.device)).argmax(1).cpu().numpy()
+        with precision.autocast(self.precision, self.device, len(obs)):
+            greedy = self.q(precision.to_device(obs, self.device)).argmax(1).cpu().numpy()
         random = rng.integers(0, self.spec.num_actions, size=len(obs))
         return np.where(rng.random(len(obs)) < eps, random, greedy), state
 
@@ -115,8 +119,8 @@ class Agent:
         cfg = self.cfg
         batch = self.replay.sample(cfg.batch_size, self.rng, beta=self.per_beta())
         dev = self.device
-        obs = torch.as_tensor(batch.obs, device=dev)
-        next_obs = torch.as_tensor(batch.next_obs, device=dev)
+        obs = precision.to_device(batch.obs, dev)  # uint8 frames, scaled by the network
+        next_obs = precision.to_device(batch.next_obs, dev)
         actions = torch.as_tensor(batch.action, device=dev).long()
         returns = torch.as_tensor(batch.returns, device=dev)
         discount = torch.as_tensor(batch.discount, device=dev)
@@ -124,7 +128,7 @@ class Agent:
         if cfg.channels_last and obs.ndim == 4:
             obs = obs.contiguous(memory_format=torch.channels_last)
             next_obs = next_obs.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(dev.type, torch.bfloat16, enabled=cfg.precision == "bf16"):
+        with precision.autocast(self.precision, dev):
             if cfg.double:  # one pass of the online net over obs and next_obs together
                 q_both = self.q(torch.cat([obs, next_obs])).float()
                 q_all, next_online = q_both[: len(obs)], q_both[len(obs) :].detach()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from frugal.config import Preset, mutable
 from frugal.envs.base import EnvSpec
 from frugal.errors import FrugalError
+from frugal.nets.precision import check_precision
 
 
 @dataclass
@@ -39,7 +40,8 @@ class Config:
     torso: str = "auto"  # auto | nature | minatar | mlp
     hidden: tuple[int, ...] = (256, 256)  # MLP torso layers
     head_hidden: int = 512  # hidden units of each head stream
-    precision: str = "fp32"  # fp32 | bf16 (autocast for the forward passes of an update)
+    # network passes: auto | fp32 | bf16 autocast (frugal.nets.precision)
+    precision: str = mutable("auto")
     channels_last: bool = False  # NHWC memory format for convolutions (a CPU speed lever)
 
 
@@ -119,8 +121,7 @@ def check(cfg: Config, spec: EnvSpec) -> None:
             "dqn needs a discrete action space; use ppo, efficientzero or dreamerv3 for "
             "continuous control"
         )
-    if cfg.precision not in ("fp32", "bf16"):
-        raise FrugalError(f"agent.precision must be fp32 or bf16, got '{cfg.precision}'")
+    check_precision(cfg.precision)
     at_least = {
         "n_step": 1,
         "batch_size": 1,

@@ -26,6 +26,7 @@ from frugal.agents.dreamer import losses
 from frugal.agents.dreamer.config import Config, encoder_kind, net_sizes, validate
 from frugal.agents.dreamer.video import OpenLoopVideo
 from frugal.envs.base import EnvSpec
+from frugal.nets import precision
 from frugal.nets.distributions import symlog_buckets
 from frugal.nets.dreamer import Actor, Critic, WorldModel
 from frugal.nets.returns import PercentileNormaliser
@@ -40,6 +41,8 @@ class Agent:
     def __init__(self, cfg: Config, spec: EnvSpec, num_envs: int, device: torch.device, seed: int):
         validate(cfg, spec, num_envs)
         self.cfg, self.spec, self.device = cfg, spec, device
+        # resolved once: fp32 | bf16 (autocast of the world model's encoder, decoder and heads)
+        self.precision = precision.resolve_precision(cfg.precision, device, pixels=spec.pixels)
         self.num_envs = num_envs
         self.action_dim = spec.num_actions
         self.sizes = sizes = net_sizes(cfg)
@@ -170,6 +173,9 @@ class Agent:
 
     # ------------------------------------------------------------------------------- update
 
+    def autocast(self):
+        return precision.autocast(self.precision, self.device)
+
     def updates_due(self, env_step: int) -> int:
         cfg = self.cfg
         start = max(cfg.learning_starts, self.num_envs * cfg.batch_length)
@@ -186,7 +192,7 @@ class Agent:
         cfg, dev = self.cfg, self.device
         raw = self.replay.sample(cfg.batch_size, cfg.batch_length, self.rng)
         batch = {
-            k: torch.as_tensor(v, device=dev).transpose(0, 1)
+            k: precision.to_device(v, dev).transpose(0, 1)  # uint8 frames scaled on the device
             for k, v in raw.items()
             if k != "continued"
         }

@@ -14,6 +14,7 @@ from frugal.config import Preset, mutable
 from frugal.envs.base import EnvSpec
 from frugal.errors import FrugalError, unknown
 from frugal.nets.dreamer import ENCODERS, Sizes
+from frugal.nets.precision import check_precision
 
 # The paper's model sizes (2023, Table of hyperparameters): GRU units, hidden units of every
 # dense layer, CNN channel multiplier, layers of every MLP. "tiny" is for tests only.
@@ -69,6 +70,9 @@ class Config:
     eval_sample: bool = mutable(True)
     encoder: str = "auto"  # auto | cnn (64x64-style pixels) | grid (MinAtar-size pixels) | mlp
     compile: bool = False  # torch.compile the recurrent steps
+    # the world model's encoder, decoder and heads: auto | fp32 | bf16 autocast
+    # (frugal.nets.precision); the recurrent state and the actor-critic stay fp32
+    precision: str = mutable("auto")
     # pixel envs: videos show open-loop predictions re-synced this often (0: no model panel)
     video_open_loop: int = mutable(50)
 
@@ -169,6 +173,7 @@ def validate(cfg: Config, spec: EnvSpec, num_envs: int) -> None:
     """One clear error for a setting that would otherwise fail later or silently misbehave."""
     net_sizes(cfg)
     encoder_kind(cfg, spec)
+    check_precision(cfg.precision)
     if cfg.actor_grad not in ACTOR_GRADS:
         raise unknown("agent.actor_grad", cfg.actor_grad, ACTOR_GRADS)
     _check(

@@ -39,25 +39,28 @@ def world_model_loss(agent: Agent, batch: dict[str, torch.Tensor]):
     cfg, wm = agent.cfg, agent.wm
     obs = batch["obs"]
     steps, size = obs.shape[:2]
-    embed = wm.encoder(obs.flatten(0, 1)).unflatten(0, (steps, size))
+    with agent.autocast():  # the conv (or MLP) encoder over every frame
+        embed = wm.encoder(obs.flatten(0, 1)).float().unflatten(0, (steps, size))
     noise = torch.rand((steps, size, cfg.stoch), generator=agent.gen, device=agent.device)
     stoch, deter, post = agent.observe_sequence(
         embed, batch["action"], batch["first"], agent.carry_stoch, agent.carry_deter, noise
     )
     feat = torch.cat([deter, stoch], -1)
-    prior = wm.rssm.prior_logits(deter)
+    with agent.autocast():
+        prior = wm.rssm.prior_logits(deter)
     dyn = free_bits(categorical_kl(post.detach(), prior).sum(-1), cfg.free_nats)
     rep = free_bits(categorical_kl(post, prior.detach()).sum(-1), cfg.free_nats)
     flat = feat.flatten(0, 1)
-    recon = wm.decoder(flat).unflatten(0, (steps, size))
+    with agent.autocast():  # the decoder and the heads, over every step
+        recon = wm.decoder(flat).float().unflatten(0, (steps, size))
+        reward_logits, cont_logits = wm.reward(feat).float(), wm.cont(feat).float().squeeze(-1)
     if wm.kind == "mlp":
         target = symlog(obs.float())
     else:
         target = obs.float() / agent.spec.obs_high
     dec = (recon - target).square().flatten(2).sum(-1)
-    rew = twohot_loss(wm.reward(feat), batch["reward"], agent.buckets)
+    rew = twohot_loss(reward_logits, batch["reward"], agent.buckets)
     cont_target = 1.0 - batch["terminal"].float()
-    cont_logits = wm.cont(feat).squeeze(-1)
     con = F.binary_cross_entropy_with_logits(cont_logits, cont_target, reduction="none")
     loss = (dec + rew + con + cfg.dyn_scale * dyn + cfg.rep_scale * rep).mean()
     metrics = {
@@ -109,25 +112,35 @@ def behaviour_losses(agent: Agent, feat: torch.Tensor, terminal: torch.Tensor):
         pick = pick[: cfg.imag_starts]
         start, terminal = start[pick], terminal[pick]
     deter, stoch = start.split([agent.sizes.deter, agent.sizes.latent], -1)
+    # network passes under agent.autocast(), their outputs back to fp32 before any loss; the
+    # recurrent state stays fp32 (the GRU's update mixes the fp32 state back in)
     with torch.set_grad_enabled(agent.backprop):
-        feats, actions = imagine(agent, stoch, deter)
-        rewards = twohot_mean(wm.reward(feats[1:]), buckets)
-    if agent.backprop:  # values carry gradients to the actor; the critic's loss does not
-        values = twohot_mean(agent.critic(feats), buckets)
-        critic_logits = agent.critic(feats[:-1].detach())
-    else:  # one critic pass serves both
-        critic_logits = agent.critic(feats.detach())
-        values = twohot_mean(critic_logits.detach(), buckets)
-        critic_logits = critic_logits[:-1]
+        with agent.autocast():
+            feats, actions = imagine(agent, stoch, deter)
+            reward_logits = wm.reward(feats[1:]).float()
+        rewards = twohot_mean(reward_logits, buckets)
+    with agent.autocast():
+        if agent.backprop:  # values carry gradients to the actor; the critic's loss does not
+            value_logits = agent.critic(feats).float()
+            critic_logits = agent.critic(feats[:-1].detach()).float()
+        else:  # one critic pass serves both
+            critic_logits = agent.critic(feats.detach()).float()
+            value_logits = critic_logits.detach()
+            critic_logits = critic_logits[:-1]
+        with torch.no_grad():
+            cont_logits = wm.cont(feats[1:].detach()).float().squeeze(-1)
+            slow_logits = agent.slow_critic(feats[:-1].detach()).float()
+    values = twohot_mean(value_logits, buckets)
     with torch.no_grad():
-        cont = (wm.cont(feats[1:].detach()).squeeze(-1) > 0).float()
+        cont = (cont_logits > 0).float()
         cont = torch.cat([1.0 - terminal[None].float(), cont])
         weight = torch.cumprod(cfg.discount * cont, 0) / cfg.discount
-        slow = twohot_mean(agent.slow_critic(feats[:-1].detach()), buckets)
+        slow = twohot_mean(slow_logits, buckets)
     returns = lambda_returns(rewards, values, cfg.discount * cont[1:], cfg.return_lambda)
     scale = agent.retnorm.update(returns)
     advantage = (returns - values[:-1]) / scale
-    dist = agent.actor(feats[:-1].detach())
+    with agent.autocast():
+        dist = agent.actor(feats[:-1].detach())
     entropy = agent.actor.entropy(dist)
     if agent.backprop:
         objective = advantage

@@ -21,10 +21,11 @@ from frugal.agents.base import ActState, EnvSpec, Transition, detached, ratio_up
 from frugal.agents.efficientzero import losses, sampled
 from frugal.agents.efficientzero.augment import augment_pixels
 from frugal.agents.efficientzero.config import PRESETS, Config, validate
-from frugal.agents.efficientzero.model import SearchModel, Version, autocast
+from frugal.agents.efficientzero.model import Encoded, SearchModel, Version, encode
 from frugal.agents.efficientzero.targets import make_targets
 from frugal.agents.efficientzero.v1 import V1
 from frugal.agents.efficientzero.v2 import V2
+from frugal.nets import precision
 from frugal.nets.muzero import MuZeroNet, NetConfig, scale_gradient
 from frugal.nets.support import Support
 from frugal.replay.segments import SegmentReplay
@@ -85,10 +86,11 @@ class Agent:
             self.optimizer = torch.optim.AdamW(
                 self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True
             )
-        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
+        # resolved once: fp32 | bf16 (autocast of the network passes)
+        self.precision = precision.resolve_precision(cfg.precision, device, pixels=spec.pixels)
         model = SearchModel(
             cfg, self.value_support, self.reward_support, self.value_prefix,
-            version_class.prior(cfg, spec), device,
+            version_class.prior(cfg, spec), device, self.precision,
         )  # fmt: skip
         self.version: Version = version_class(cfg, model)
         k = cfg.num_sampled_actions
@@ -109,8 +111,8 @@ class Agent:
         self.updates = 0
         self._pending: dict[str, np.ndarray] | None = None
 
-    def _autocast(self):
-        return autocast(self.device, self.cfg.amp)
+    def _autocast(self, batch: int | None = None):
+        return precision.autocast(self.precision, self.device, batch)
 
     # ----------------------------------------------------------------------------- act
 
@@ -120,7 +122,7 @@ class Agent:
     def act(self, obs, state, first, *, explore: bool, rng: np.random.Generator):
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
         self.net.eval()
-        obs_t = torch.as_tensor(obs, device=self.device)
+        obs_t = precision.to_device(obs, self.device)
         out, cand = self.version.search(self.net, obs_t, generator, explore)
         slot = self.version.choose(out, generator, self.updates, explore)
         if self.discrete:
@@ -204,14 +206,10 @@ class Agent:
 
     # --------------------------------------------------------------------------- update
 
-    @torch.no_grad()
-    def values(self, net: MuZeroNet, obs: np.ndarray) -> np.ndarray:
-        """Value predictions of `net` for observations [N, ...] -> float64 [N]."""
-        if len(obs) == 0:
-            return np.zeros(0)
-        with self._autocast():
-            _, vlog = net.predict(net.represent(torch.as_tensor(obs, device=self.device)))
-        return self.value_support.decode(vlog).double().cpu().numpy()
+    def encode(self, net: MuZeroNet, obs: torch.Tensor) -> Encoded:
+        """(latent, policy output, value logits) of `net` for observations [N, ...] on the
+        device, one inference pass (model.encode)."""
+        return encode(net, obs, self.precision, self.device)
 
     def _unroll(self, obs: torch.Tensor, actions: torch.Tensor):
         """The online model unrolled K steps from obs[:, 0] along `actions`: policy outputs
@@ -291,11 +289,9 @@ class Agent:
         loss = (weights * per_sample).mean() / K  # EfficientZero scales the gradient by 1/K
 
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
+        loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        self.optimizer.step()
         t_end = time.perf_counter()
 
         with torch.no_grad():
@@ -330,7 +326,6 @@ class Agent:
             "net": self.net.state_dict(),
             "target": self.target.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
             "replay": self.replay.state_dict(),
             "rng": self.rng.bit_generator.state,
             "gen": self.gen.get_state(),
@@ -342,8 +337,6 @@ class Agent:
         self.net.load_state_dict(state["net"])
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
         self.replay.load_state_dict(state["replay"])
         self.rng.bit_generator.state = state["rng"]
         self.gen.set_state(state["gen"])

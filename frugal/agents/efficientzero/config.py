@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from frugal.agents.base import EnvSpec, preset_by_suite
 from frugal.config import Preset, mutable
 from frugal.errors import FrugalError, unknown
+from frugal.nets.precision import check_precision
 from frugal.search import RESCALES
 
 VERSIONS = ("v2", "v1")
@@ -92,7 +93,8 @@ class Config:
     lr_decay_rate: float = 0.1
     grad_clip: float = mutable(5.0)
     target_update_interval: int = mutable(200)  # updates between target-model refreshes
-    amp: bool = mutable(False)  # mixed precision (bf16 on CPU, fp16 + grad scaler on CUDA)
+    # network passes: auto | fp32 | bf16 autocast (frugal.nets.precision)
+    precision: str = mutable("auto")
 
 
 _ATARI_ENV = dict(protocol="atari100k", obs_size=96, grayscale=False, frame_stack=4)
@@ -313,6 +315,7 @@ def validate(cfg: Config, spec: EnvSpec) -> None:
     ):
         if value not in choices:
             raise unknown(f"agent.{key}", value, choices)
+    check_precision(cfg.precision)
     if cfg.version == "v1" and not spec.discrete:
         raise FrugalError("EfficientZero V1 (pUCT) needs discrete actions; use agent.version=v2")
     _support("value_support", cfg.value_support)

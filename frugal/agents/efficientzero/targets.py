@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from frugal.nets import precision
+
 if TYPE_CHECKING:
     from frugal.agents.efficientzero.agent import Agent
 
@@ -163,21 +165,47 @@ def search_value_mask(
 # ------------------------------------------------------------------------------------ reanalysis
 
 
-def bootstrap_values(agent: Agent, rows: np.ndarray, envs: np.ndarray, td: TDTargets) -> np.ndarray:
-    """td.partial plus the discounted target-model values of every bootstrap observation:
-    the n-step value targets float64 [B, P]."""
-    replay, spec = agent.replay, agent.spec
+@dataclass
+class TargetFrames:
+    """Every observation one update needs, each stacked and moved to the device once.
+
+    frames: [U, *obs_shape] on the device: the distinct (row, env) observations, then the final
+        observations of truncated moves that are bootstrapped from.
+    positions: int64 [B, P] index into frames of position t+k (the unroll's inputs).
+    boot: int64 [N] index into frames of each bootstrap observation (td.discount > 0, row-major).
+    """
+
+    frames: torch.Tensor
+    positions: np.ndarray
+    boot: np.ndarray
+
+
+def gather_frames(agent: Agent, rows: np.ndarray, envs: np.ndarray, td: TDTargets) -> TargetFrames:
+    """Stack each distinct observation among the unroll positions and the bootstrap rows once."""
+    replay = agent.replay
+    num_envs = replay.num_envs
+    positions = td.partial.shape[1]
     b_idx, k_idx = np.nonzero(td.discount > 0)
     final = td.from_final[b_idx, k_idx]
     boot_rows = rows[b_idx] + td.boot_row[b_idx, k_idx]
-    boot_obs = np.empty((len(b_idx), *spec.obs_shape), dtype=spec.obs_dtype)
-    if (~final).any():
-        boot_obs[~final] = replay.observations(boot_rows[~final], envs[b_idx][~final])
+    pos_rows = rows[:, None] + np.arange(positions)[None]
+    keys = np.concatenate([
+        (pos_rows * num_envs + envs[:, None]).ravel(),
+        boot_rows[~final] * num_envs + envs[b_idx][~final],
+    ])  # fmt: skip
+    distinct, inverse = np.unique(keys, return_inverse=True)
+    frames = replay.observations(distinct // num_envs, distinct % num_envs)
+    boot = np.empty(len(b_idx), dtype=np.int64)
+    boot[~final] = inverse[pos_rows.size :]
     if final.any():
-        boot_obs[final] = replay.final_observations(boot_rows[final], envs[b_idx][final])
-    value = td.partial.copy()
-    value[b_idx, k_idx] += td.discount[b_idx, k_idx] * agent.values(agent.target, boot_obs)
-    return value
+        finals = replay.final_observations(boot_rows[final], envs[b_idx][final])
+        boot[final] = len(frames) + np.arange(len(finals))
+        frames = np.concatenate([frames, finals])
+    return TargetFrames(
+        precision.to_device(frames, agent.device),
+        inverse[: pos_rows.size].reshape(pos_rows.shape),
+        boot,
+    )
 
 
 def make_targets(agent: Agent, rows: np.ndarray, envs: np.ndarray) -> dict[str, Any]:
@@ -185,12 +213,14 @@ def make_targets(agent: Agent, rows: np.ndarray, envs: np.ndarray) -> dict[str, 
 
     Bootstrap values come from the target model; policy targets (and V2's search values) from
     one batched search with the target model over the positions chosen for reanalysis
-    (`reanalyze_ratio`); the others keep the acting search's statistics.
+    (`reanalyze_ratio`); the others keep the acting search's statistics. Every distinct
+    observation is stacked and moved to the device once (gather_frames), and the target model
+    represents each distinct one once, for both its bootstrap value and its search root.
 
-    Returns numpy arrays: obs [B, K+1, ...], actions [B, K, ...], value [B, K+1],
-    value_mask [B, K+1], reward [B, K], reward_mask [B, K], policy [B, K+1, P],
-    policy_mask [B, K+1], sampled [B, K+1, K', D] (sampled search), td_steps [B],
-    search_value_used [B], and timings."""
+    Returns obs [B, K+1, ...] (a tensor on the device, as stored: uint8 frames stay uint8) and
+    numpy arrays: actions [B, K, ...], value [B, K+1], value_mask [B, K+1], reward [B, K],
+    reward_mask [B, K], policy [B, K+1, P], policy_mask [B, K+1], sampled [B, K+1, K', D]
+    (sampled search), td_steps [B], search_value_used [B], and timings."""
     cfg, replay, version = agent.cfg, agent.replay, agent.version
     K, P = cfg.unroll_steps, cfg.unroll_steps + 1
     timings: dict[str, float] = {}
@@ -204,22 +234,34 @@ def make_targets(agent: Agent, rows: np.ndarray, envs: np.ndarray) -> dict[str, 
         win["rewards"], term, trunc, K, agent.value_prefix, cfg.lstm_horizon
     )
     pos_rows = rows[:, None] + np.arange(P)[None]
-    obs = replay.observations(pos_rows, envs[:, None])
-
-    t0 = time.perf_counter()
-    value = bootstrap_values(agent, rows, envs, td)
-    timings["perf/bootstrap_s"] = time.perf_counter() - t0
-
-    # policy (and search value) reanalysis: one batched search over the chosen positions
+    frames = gather_frames(agent, rows, envs, td)
     stored = replay.search_stats(pos_rows, envs[:, None])
     policy = stored["policy"].copy()
     sampled = stored.get("sampled")
     chosen = alive & (agent.rng.random(len(rows)) < cfg.reanalyze_ratio)[:, None]
+
+    # one target-model pass over the distinct observations that are valued or searched from
+    t0 = time.perf_counter()
+    roots = frames.positions[chosen]
+    needed = np.unique(np.concatenate([frames.boot, roots]))
+    latent, policy_out, vlog = agent.encode(
+        agent.target, frames.frames[torch.as_tensor(needed, device=agent.device)]
+    )
+    value = td.partial.copy()
+    if len(frames.boot):
+        at = torch.as_tensor(np.searchsorted(needed, frames.boot), device=agent.device)
+        boot_value = agent.value_support.decode(vlog[at]).double().cpu().numpy()
+        b_idx, k_idx = np.nonzero(td.discount > 0)
+        value[b_idx, k_idx] += td.discount[b_idx, k_idx] * boot_value
+    timings["perf/bootstrap_s"] = time.perf_counter() - t0
+
+    # policy (and search value) reanalysis: one batched search over the chosen positions
     use_search = np.zeros(len(rows), dtype=bool)
     t0 = time.perf_counter()
     if chosen.any():
-        roots = torch.as_tensor(obs[chosen], device=agent.device)
-        out, cand = version.search(agent.target, roots, agent.gen, explore=True)
+        at = torch.as_tensor(np.searchsorted(needed, roots), device=agent.device)
+        encoded = (latent[at], policy_out[at], vlog[at])
+        out, cand = version.search(agent.target, latent[at], agent.gen, True, encoded)
         policy[chosen] = version.policy_target(out)
         if sampled is not None:
             sampled = sampled.copy()
@@ -231,8 +273,9 @@ def make_targets(agent: Agent, rows: np.ndarray, envs: np.ndarray) -> dict[str, 
             root_value[chosen] = out.root_value.double().cpu().numpy()
             value[sve] = root_value[sve]
     timings["perf/reanalysis_s"] = time.perf_counter() - t0
+    positions = torch.as_tensor(frames.positions, device=agent.device)
     targets = {
-        "obs": obs,
+        "obs": frames.frames[positions],
         "actions": win["actions"][:, :K],
         "value": value.astype(np.float32),
         "value_mask": td.valid,

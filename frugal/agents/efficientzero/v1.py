@@ -15,7 +15,7 @@ import torch
 
 from frugal.agents.base import EnvSpec
 from frugal.agents.efficientzero.config import Config, search_params
-from frugal.agents.efficientzero.model import DiscretePrior, SearchModel
+from frugal.agents.efficientzero.model import DiscretePrior, Encoded, SearchModel
 from frugal.agents.efficientzero.targets import off_policy_td_steps
 from frugal.nets.muzero import MuZeroNet
 from frugal.search import PuctParams, SearchOutput, puct
@@ -44,11 +44,16 @@ class V1:
             False: search_params(PuctParams, dirichlet_fraction=0.0, **common),
         }
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def search(
-        self, net: MuZeroNet, obs: torch.Tensor, generator: torch.Generator, explore: bool
+        self,
+        net: MuZeroNet,
+        obs: torch.Tensor,
+        generator: torch.Generator,
+        explore: bool,
+        encoded: Encoded | None = None,
     ) -> tuple[SearchOutput, torch.Tensor | None]:
-        return self.model.search(puct, net, obs, generator, self.params[explore])
+        return self.model.search(puct, net, obs, generator, self.params[explore], encoded)
 
     def choose(
         self, out: SearchOutput, generator: torch.Generator, updates: int, explore: bool

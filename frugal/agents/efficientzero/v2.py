@@ -17,7 +17,7 @@ import torch
 
 from frugal.agents.base import EnvSpec
 from frugal.agents.efficientzero.config import Config, search_params
-from frugal.agents.efficientzero.model import DiscretePrior, Prior, SearchModel
+from frugal.agents.efficientzero.model import DiscretePrior, Encoded, Prior, SearchModel
 from frugal.agents.efficientzero.sampled import SampledPrior
 from frugal.agents.efficientzero.targets import search_value_mask
 from frugal.nets.muzero import MuZeroNet
@@ -47,11 +47,16 @@ class V2:
             False: search_params(GumbelParams, gumbel_scale=0.0, **common),
         }
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def search(
-        self, net: MuZeroNet, obs: torch.Tensor, generator: torch.Generator, explore: bool
+        self,
+        net: MuZeroNet,
+        obs: torch.Tensor,
+        generator: torch.Generator,
+        explore: bool,
+        encoded: Encoded | None = None,
     ) -> tuple[SearchOutput, torch.Tensor | None]:
-        return self.model.search(gumbel, net, obs, generator, self.params[explore])
+        return self.model.search(gumbel, net, obs, generator, self.params[explore], encoded)
 
     def choose(
         self, out: SearchOutput, generator: torch.Generator, updates: int, explore: bool

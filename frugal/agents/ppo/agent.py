@@ -30,6 +30,7 @@ from frugal.agents.ppo.losses import (
     value_loss,
 )
 from frugal.envs.base import EnvSpec
+from frugal.nets import precision
 from frugal.nets.actor_critic import ActorCritic
 from frugal.nets.normalize import RunningMeanStd
 
@@ -41,6 +42,8 @@ class Agent:
     def __init__(self, cfg: Config, spec: EnvSpec, num_envs: int, device: torch.device, seed: int):
         check(cfg, spec, num_envs)
         self.cfg, self.spec, self.device = cfg, spec, device
+        # resolved once: fp32 | bf16 (autocast of the update's network passes)
+        self.precision = precision.resolve_precision(cfg.precision, device, pixels=spec.pixels)
         self.num_envs = num_envs
         generator = torch.Generator().manual_seed(seed)
         self.net = ActorCritic(
@@ -283,12 +286,11 @@ class Agent:
         stats: dict[str, list[torch.Tensor]] = {
             k: [] for k in ("pg_loss", "v_loss", "entropy", "approx_kl", "clip_frac")
         }
-        bf16 = cfg.precision == "bf16"
         for _ in range(cfg.update_epochs):
             order = self.rng.permutation(size)
             for idx_np in np.array_split(order, cfg.num_minibatches):
                 idx = torch.as_tensor(idx_np, device=self.device)
-                with torch.autocast(self.device.type, torch.bfloat16, enabled=bf16):
+                with precision.autocast(self.precision, self.device):
                     out, values = self.net(self._layout(obs[idx]))
                 out, values = out.float(), values.float()
                 logp, entropy = self._log_prob_entropy(out, actions[idx])

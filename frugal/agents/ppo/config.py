@@ -9,6 +9,7 @@ from frugal.agents.base import preset_by_suite
 from frugal.config import Preset, mutable
 from frugal.envs.base import EnvSpec
 from frugal.errors import FrugalError
+from frugal.nets.precision import check_precision
 from frugal.nets.torsos import TORSOS
 
 
@@ -46,7 +47,9 @@ class Config:
     features: int = 512  # ReLU layer after a pixel torso, shared by both heads; 0 = none
     init_log_std: float = 0.0  # Gaussian policies: initial log standard deviation
     channels_last: bool = False  # NHWC memory format for the pixel torso (a CPU speed lever)
-    precision: str = mutable("fp32")  # fp32 | bf16 (autocast for the network passes of an update)
+    # the update's network passes: auto | fp32 | bf16 autocast (frugal.nets.precision); acting
+    # runs fp32 (a pass over a few envs)
+    precision: str = mutable("auto")
 
 
 PRESETS = {
@@ -194,8 +197,7 @@ def check(cfg: Config, spec: EnvSpec, num_envs: int) -> None:
         )
     if cfg.update_epochs < 1:
         raise FrugalError(f"agent.update_epochs must be at least 1, got {cfg.update_epochs}")
-    if cfg.precision not in ("fp32", "bf16"):
-        raise FrugalError(f"agent.precision must be fp32 or bf16, got '{cfg.precision}'")
+    check_precision(cfg.precision)
     for key in ("discount", "gae_lambda"):
         if not 0.0 <= getattr(cfg, key) <= 1.0:
             raise FrugalError(f"agent.{key} must be in [0, 1], got {getattr(cfg, key)}")
