@@ -20,11 +20,11 @@ ray = pytest.importorskip("ray")
 
 ENV = "gym/CartPole-v1"
 COMMON = ["run.progress=false", "env.num_envs=4", "run.eval_episodes=2", "run.eval_envs=2"]
-EVERY = ["run.eval_every=256", "run.log_every=64", "run.checkpoint_every=128"]
+EVERY = ["run.eval_every=128", "run.log_every=32", "run.checkpoint_every=64"]
 # chunks of 8 vectorised steps, each acted on with the weights of two chunk ends before
 SCHEDULE = ["run.act_chunk=8", "run.act_lag=1", "run.act_slices=2"]
 ON_RAY = ["run.backend=ray", "run.actors=2"]
-STEPS = 512
+STEPS = 256
 
 
 def _train(algo: str, run_dir, steps: int = STEPS, extra: list[str] = ()):
@@ -101,8 +101,8 @@ def test_ray_logs_what_local_logs(algo, local_runs, cluster, tmp_path):
 @pytest.mark.ray
 @pytest.mark.parametrize("algo", ["dreamerv3", "efficientzero"])
 def test_ray_acts_as_local_acts(algo, local_runs, cluster, tmp_path):
-    ray_run = _stable(_train(algo, tmp_path / "ray", steps=256, extra=ON_RAY).metrics)
-    local = local_runs(algo, 256)
+    ray_run = _stable(_train(algo, tmp_path / "ray", extra=ON_RAY).metrics)
+    local = local_runs(algo)
     acted = ("env_step", "train/episode_return", "train/episode_length", "train/episodes")
     assert [{k: p.get(k) for k in acted} for p in ray_run] == [
         {k: p.get(k) for k in acted} for p in local
@@ -132,7 +132,7 @@ def test_a_killed_worker_is_replaced_and_the_run_is_unchanged(
 
     def kill_then_take(self):
         taken.append(1)
-        if len(taken) == 8:  # mid-run, with requests in flight
+        if len(taken) == 4:  # mid-run, with requests in flight
             ray.kill(self.workers[1])
         return take(self)
 
@@ -145,8 +145,8 @@ def test_a_killed_worker_is_replaced_and_the_run_is_unchanged(
     assert [
         {k: v for k, v in p.items() if k != "workers/restarts"} for p in _stable(run.metrics)
     ] == local_runs("dqn")
-    resumed = frugal.resume(run.dir, steps=STEPS + 128, overrides=ON_RAY)
-    assert resumed.metrics[-1]["env_step"] == STEPS + 128
+    resumed = frugal.resume(run.dir, steps=STEPS + 64, overrides=ON_RAY)
+    assert resumed.metrics[-1]["env_step"] == STEPS + 64
 
 
 def _free_port() -> int:
