@@ -22,9 +22,10 @@ from frugal.config import (
     parse_overrides,
     run_value,
 )  # fmt: skip
-from frugal.envs import PROTOCOLS, describe, resolve, suite_of
+from frugal.envs import PROTOCOLS, EnvSpec, describe, resolve, suite_of
 from frugal.errors import FrugalError, unknown
 from frugal.lock import RunLock
+from frugal.nets.precision import precision_reason
 from frugal.runner import Runner, resolve_device
 from frugal.runs import CHECKPOINTS, CONFIG_FILE, Run, load_config, load_run, save_config
 
@@ -140,6 +141,7 @@ def train(
     _check_run_dir(path)
     _refuse_existing_run(path, config)
     runner = Runner(config, path)  # builds env and agent first: a bad setting leaves no run behind
+    config.detected = _detected(config, runner.env.spec)
     started = False
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -153,6 +155,20 @@ def train(
             runner.env.close()
         raise
     return load_run(path)
+
+
+def _settings(config: Config) -> dict[str, Any]:
+    """What a run was asked to do (not what its machine detected)."""
+    return {k: v for k, v in config.to_dict().items() if k != "detected"}
+
+
+def _detected(config: Config, spec: EnvSpec) -> dict[str, str]:
+    """What `agent.precision=auto` resolves to here, and why, for config.yaml."""
+    if not hasattr(config.agent, "precision"):
+        return {}
+    device = resolve_device(config.run.device)
+    reason = precision_reason(config.agent.precision, device, pixels=spec.pixels)
+    return {"agent.precision": reason}
 
 
 def _check_run_dir(path: Path) -> None:
@@ -187,7 +203,7 @@ def _refuse_existing_run(path: Path, config: Config) -> None:
             f"{path} already holds a run; continue it with 'frugal resume {path}' "
             "or pick a new --run-dir"
         )
-    if (path / CONFIG_FILE).exists() and load_config(path).to_dict() != config.to_dict():
+    if (path / CONFIG_FILE).exists() and _settings(load_config(path)) != _settings(config):
         raise FrugalError(
             f"{path} holds a run that stopped before its first checkpoint with other settings; "
             "train it again with the same command, or pick a new --run-dir"
@@ -234,6 +250,7 @@ def resume(
     validate(config)
     with RunLock(path, "resume"):
         runner = Runner(config, path, resume=True)
+        config.detected = _detected(config, runner.env.spec)
         if runner.env_step > config.run.steps:
             runner.env.close()
             raise FrugalError(

@@ -146,6 +146,8 @@ class Config:
     run: RunConfig
     agent: Any  # the algorithm's config dataclass
     history: list[dict[str, Any]] = field(default_factory=list)  # changes made on resume
+    # what `auto` settings resolved to on the machine that last ran the run, and why
+    detected: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -155,6 +157,7 @@ class Config:
             "run": dataclasses.asdict(self.run),
             "agent": dataclasses.asdict(self.agent),
             "history": self.history,
+            "detected": self.detected,
         }
 
 

@@ -70,6 +70,7 @@ def load_config(run_dir: str | Path) -> Config:
         run=from_dict(RunConfig, "run", raw.get("run") or {}),
         agent=from_dict(package.Config, "agent", raw.get("agent") or {}),
         history=list(raw.get("history") or []),
+        detected=dict(raw.get("detected") or {}),
     )
 
 

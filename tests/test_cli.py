@@ -136,3 +136,11 @@ def test_key_value_overrides_convert_and_resolve_sections():
     assert convert("none", float | None, "k") is None
     with pytest.raises(FrugalError, match="expected key=value"):
         parse_overrides(["lr"], config)
+
+
+def test_config_records_what_auto_precision_resolved_to(finished_run):
+    from frugal.nets.precision import precision_reason
+
+    detected = frugal.runs.load_config(finished_run).detected
+    assert detected == {"agent.precision": precision_reason("auto", "cpu", pixels=False)}
+    assert detected["agent.precision"].startswith("fp32: auto")  # vector obs stay fp32 on a CPU
