@@ -19,15 +19,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from frugal.search._engine import frame as fr
 from frugal.search._engine import workspace
 from frugal.search._engine.embeddings import DeviceEmbeddings, flatten, fresh
 from frugal.search._engine.plan import plan_for
-from frugal.search._engine.tree import Tree, init_roots
+from frugal.search._engine.tree import Tree
 from frugal.search.types import GumbelParams, PuctParams, Root, SearchOutput, Step
 
 RecurrentFn = Callable[[Any, torch.Tensor], tuple[Step, Any]]
-
-_NO_NOISE = np.zeros((0, 0), dtype=np.float64)
 
 
 # Float dtypes the kernels read and write as they are: root logits and values are widened to
@@ -40,13 +39,18 @@ def _host_array(x: torch.Tensor, dtype: np.dtype) -> np.ndarray:
     return np.ascontiguousarray(x.detach().cpu().numpy(), dtype=dtype)
 
 
-def _root_array(x: torch.Tensor) -> np.ndarray:
-    """Root logits or values as init_roots reads them: the tensor's own memory when it is a
-    contiguous float32 or float64 CPU tensor (the kernel widens float32 exactly), else a float64
-    copy."""
-    if x.is_cpu and x.dtype in _NUMPY_FLOATS and not x.requires_grad and x.is_contiguous():
-        return x.numpy()
-    return _host_array(x, np.float64)
+def _set_root_input(frame: np.ndarray, slot: int, x: torch.Tensor) -> torch.Tensor:
+    """Point the frame's row `slot` at root logits or values as the first kernel call reads
+    them: the tensor's own memory when it is a contiguous float32 or float64 CPU tensor (the
+    kernel widens float32 exactly), else a float64 copy. Returns what must stay alive until that
+    call."""
+    dtype = x.dtype
+    if not (x.is_cpu and (dtype is torch.float32 or dtype is torch.float64) and x.is_contiguous()):
+        x = x.detach().to("cpu", torch.float64).contiguous()
+        dtype = torch.float64
+    frame[slot, 0] = x.data_ptr()
+    frame[slot, fr.WIDE] = dtype is torch.float64
+    return x
 
 
 def _output_array(shape: tuple[int, ...], dtype: torch.dtype, on_cpu: bool) -> np.ndarray:
@@ -93,8 +97,9 @@ def _fill_invalid(out: np.ndarray, invalid_actions) -> None:
     out[...] = invalid
 
 
-def _fill_gumbel(out: np.ndarray, noise, scale, generator) -> None:
-    """out (float64 [B, A]) = the given noise, or scale * Gumbel(0, 1) draws."""
+def _fill_gumbel(out: np.ndarray, draws: torch.Tensor, noise, scale, generator) -> None:
+    """out (float64 [B, A]; draws: its tensor view) = the given noise, or scale * Gumbel(0, 1)
+    draws."""
     if noise is not None:
         if tuple(noise.shape) != out.shape:
             raise ValueError(f"gumbel_noise must be [B, A] = [{out.shape[0]}, {out.shape[1]}]")
@@ -106,7 +111,7 @@ def _fill_gumbel(out: np.ndarray, noise, scale, generator) -> None:
     # -log(Exp(1)) ~ Gumbel(0, 1); fresh draws on every call, straight into `out` on the CPU.
     if _on_cpu(generator):
         g = out
-        torch.from_numpy(g).exponential_(generator=generator)
+        draws.exponential_(generator=generator)
     else:
         exp = torch.empty(out.shape, dtype=torch.float64, device=generator.device)
         g = _host_array(exp.exponential_(generator=generator), np.float64)
@@ -131,15 +136,16 @@ def _host_store(leaves: list[torch.Tensor]) -> bool:
     return all(leaf.is_cpu for leaf in leaves)
 
 
-def _fill_seeds(out: np.ndarray, generator) -> None:
-    """out (uint64 [B]) = per-root generator seeds drawn from `generator` (zeros without one).
-    The draws are torch.randint(-2**63, 2**63 - 1)'s; random_ makes them with a cheaper call."""
+def _fill_seeds(out: np.ndarray, draws: torch.Tensor, generator) -> None:
+    """out (uint64 [B]; draws: its int64 tensor view) = per-root generator seeds drawn from
+    `generator` (zeros without one). The draws are torch.randint(-2**63, 2**63 - 1)'s; random_
+    makes them with a cheaper call."""
     if generator is None:
         out.fill(0)
         return
     low, high = -(2**63), 2**63 - 1
     if _on_cpu(generator):
-        torch.from_numpy(out.view(np.int64)).random_(low, high, generator=generator)
+        draws.random_(low, high, generator=generator)
         return
     draws = torch.empty(out.shape, dtype=torch.int64, device=generator.device)
     draws.random_(low, high, generator=generator)
@@ -151,53 +157,33 @@ def _on_cpu(generator: torch.Generator | None) -> bool:
     return generator is None or generator.device.type == "cpu"
 
 
-def _discount_pointer(d: Any, num_roots: int):
-    """(keepalive, address, stride, wide) of Step.discount on the CPU: float64 as it is, other
-    dtypes as float32."""
-    if not isinstance(d, torch.Tensor) or d.shape != (num_roots,):
-        got = tuple(d.shape) if isinstance(d, torch.Tensor) else type(d).__name__
-        raise ValueError(
-            f"recurrent_fn's Step must hold discount [B] with B={num_roots}, got {got}"
-        )
-    if d.dtype is torch.float64:
-        d = d.cpu()
-        return d, d.data_ptr(), d.stride(0), 1
-    if not d.is_cpu or d.dtype is not torch.float32:
-        d = d.to("cpu", torch.float32)
-    return d, d.data_ptr(), d.stride(0), 0
-
-
 def _net_pointers(step: Any, num_roots: int, num_actions: int):
-    """(keepalive, r_ptr, r_stride, d_ptr, d_stride, d_wide, v_ptr, v_stride, l_ptr, l_stride0,
-    l_stride1) of CPU views of recurrent_fn's outputs (float32; the discount float64 or float32,
-    d_wide says which); device outputs travel in one packed transfer (the discount apart)."""
+    """(keepalive, r_ptr, d_ptr, d_wide, v_ptr, l_ptr) of C-contiguous CPU copies (where need
+    be) of recurrent_fn's outputs: float32, the discount float64 when it is (d_wide) and float32
+    otherwise. Device outputs travel in one packed transfer (the discount apart)."""
     if not isinstance(step, Step):
         raise TypeError(f"recurrent_fn must return (Step, embedding), got {type(step).__name__}")
-    r, v, lg = step.reward, step.value, step.prior_logits
+    r, d, v, lg = step.reward, step.discount, step.value, step.prior_logits
     if r.shape != (num_roots,) or v.shape != (num_roots,) or lg.shape != (num_roots, num_actions):
         raise ValueError(
             f"recurrent_fn's Step must hold reward [B], value [B], prior_logits [B, A] with "
             f"B={num_roots}, A={num_actions}; got {tuple(r.shape)}, {tuple(v.shape)}, "
             f"{tuple(lg.shape)}"
         )
-    d, d_ptr, d_stride, d_wide = _discount_pointer(step.discount, num_roots)
+    if not isinstance(d, torch.Tensor) or d.shape != (num_roots,):
+        got = tuple(d.shape) if isinstance(d, torch.Tensor) else type(d).__name__
+        raise ValueError(
+            f"recurrent_fn's Step must hold discount [B] with B={num_roots}, got {got}"
+        )
+    d_wide = d.dtype is torch.float64
+    d = d.to("cpu", torch.float64 if d_wide else torch.float32).contiguous()
     if r.is_cpu and v.is_cpu and lg.is_cpu:
-        if r.dtype is not torch.float32:
-            r = r.float()
-        if v.dtype is not torch.float32:
-            v = v.float()
-        if lg.dtype is not torch.float32:
-            lg = lg.float()
-        ls0, ls1 = lg.stride()
-        return (
-            (r, v, lg, d),
-            r.data_ptr(), r.stride(0), d_ptr, d_stride, d_wide, v.data_ptr(), v.stride(0),
-            lg.data_ptr(), ls0, ls1,
-        )  # fmt: skip
-    packed = torch.cat((r.reshape(num_roots, 1), v.reshape(num_roots, 1), lg), 1)
+        r, v, lg = (x.to(torch.float32).contiguous() for x in (r, v, lg))
+        return (r, d, v, lg), r.data_ptr(), d.data_ptr(), d_wide, v.data_ptr(), lg.data_ptr()
+    packed = torch.cat((r.reshape(-1), v.reshape(-1), lg.reshape(-1)))
     packed = packed.to("cpu", torch.float32).contiguous()
-    base, width = packed.data_ptr(), num_actions + 2
-    return (packed, d), base, width, d_ptr, d_stride, d_wide, base + 4, width, base + 8, width, 1
+    base = packed.data_ptr()
+    return (packed, d), base, d.data_ptr(), d_wide, base + 4 * num_roots, base + 8 * num_roots
 
 
 def _outputs(plan, root: Root) -> SearchOutput:
@@ -223,56 +209,62 @@ def _outputs(plan, root: Root) -> SearchOutput:
     )
 
 
-_NO_NET = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+_NO_NET = (0, 0, 0, False, 0, 0)  # e_ptr, r_ptr, d_ptr, d_wide, v_ptr, l_ptr
 
 
 def _single_host_loop(kernel, frame, store, recurrent_fn, sel_t, num_actions) -> None:
-    """The simulations in the common case, kept lean: one latent tensor, float32 CPU outputs.
-    Anything else (other dtypes or devices, strides, errors) goes through the general helpers."""
+    """The simulations in the common case, kept lean: one latent tensor, contiguous float32
+    (the discount float32 or float64) CPU outputs. Anything else (other dtypes or devices,
+    strides, errors) goes through the general helpers."""
     num_sims, _, num_roots = sel_t.shape
     actions = sel_t[:, 1].unbind(0)
     batches = store.rows[0]
-    ptrs = store.leaf_ptrs
     shape, dtype = store.leaf_shape, store.leaf_dtype
     b_shape, l_shape = (num_roots,), (num_roots, num_actions)
-    f32, f64 = torch.float32, torch.float64
+    f32, f64, tensor = torch.float32, torch.float64, torch.Tensor
     kernel(0, frame, *_NO_NET)
     for s in range(num_sims):
         step, nxt = recurrent_fn(batches[s], actions[s])
         if (
-            type(nxt) is torch.Tensor
+            type(nxt) is tensor
             and nxt.dtype is dtype
             and nxt.is_cpu
             and nxt.shape == shape
             and nxt.is_contiguous()
         ):
-            ptrs[0] = nxt.data_ptr()
+            e_ptr = nxt.data_ptr()
         else:
             store.put(nxt)
+            e_ptr = 0
         if type(step) is Step:
             r, d, v, lg = step.reward, step.discount, step.value, step.prior_logits
-            if (
-                r.dtype is f32
-                and v.dtype is f32
-                and lg.dtype is f32
-                and type(d) is torch.Tensor
-                and (d.dtype is f32 or d.dtype is f64)
-                and r.is_cpu
-                and d.is_cpu
-                and v.is_cpu
-                and lg.is_cpu
-                and r.shape == b_shape
-                and d.shape == b_shape
-                and v.shape == b_shape
-                and lg.shape == l_shape
-            ):
-                kernel(
-                    s + 1, frame, r.data_ptr(), *r.stride(), d.data_ptr(), *d.stride(),
-                    d.dtype is f64, v.data_ptr(), *v.stride(), lg.data_ptr(), *lg.stride(),
-                )  # fmt: skip
-                continue
+            if type(d) is tensor:
+                d_wide = d.dtype is f64
+                if (
+                    r.dtype is f32
+                    and v.dtype is f32
+                    and lg.dtype is f32
+                    and (d_wide or d.dtype is f32)
+                    and r.is_cpu
+                    and d.is_cpu
+                    and v.is_cpu
+                    and lg.is_cpu
+                    and r.shape == b_shape
+                    and d.shape == b_shape
+                    and v.shape == b_shape
+                    and lg.shape == l_shape
+                    and r.is_contiguous()
+                    and d.is_contiguous()
+                    and v.is_contiguous()
+                    and lg.is_contiguous()
+                ):
+                    kernel(
+                        s + 1, frame, e_ptr, r.data_ptr(), d.data_ptr(), d_wide, v.data_ptr(),
+                        lg.data_ptr(),
+                    )  # fmt: skip
+                    continue
         net = _net_pointers(step, num_roots, num_actions)
-        kernel(s + 1, frame, *net[1:])
+        kernel(s + 1, frame, e_ptr, *net[1:])
 
 
 def _host_loop(kernel, frame, store, recurrent_fn, sel_t, num_actions) -> None:
@@ -284,7 +276,7 @@ def _host_loop(kernel, frame, store, recurrent_fn, sel_t, num_actions) -> None:
         step, nxt = recurrent_fn(store.batch(s), actions[s])
         store.put(nxt)
         net = _net_pointers(step, num_roots, num_actions)
-        kernel(s + 1, frame, *net[1:])
+        kernel(s + 1, frame, 0, *net[1:])
 
 
 def _device_loop(kernel, frame, root, recurrent_fn, sel_t, num_actions) -> None:
@@ -300,7 +292,7 @@ def _device_loop(kernel, frame, root, recurrent_fn, sel_t, num_actions) -> None:
         step, nxt = recurrent_fn(store.batch_from(index), index[act_device][1])
         store.put_at(s + 1, nxt)
         net = _net_pointers(step, num_roots, num_actions)
-        kernel(s + 1, frame, *net[1:])
+        kernel(s + 1, frame, 0, *net[1:])
 
 
 def run(
@@ -327,14 +319,12 @@ def _run(root, recurrent_fn, num_simulations, params, invalid_actions, generator
     gumbel = isinstance(params, GumbelParams)
     if gumbel:
         method = "gumbel"
-        max_considered = params.max_considered_actions
         constants = (
-            params.c_visit, params.c_scale, max_considered, params.rescale == "tree",
+            params.c_visit, params.c_scale, params.max_considered_actions, params.rescale == "tree",
             params.value_delta_max,
         )  # fmt: skip
     elif isinstance(params, PuctParams):
         method = "puct"
-        max_considered = 0
         constants = (params.pb_c_init, params.pb_c_base, params.value_delta_max,
                      generator is not None)  # fmt: skip
     else:
@@ -342,24 +332,25 @@ def _run(root, recurrent_fn, num_simulations, params, invalid_actions, generator
     emb = root.embedding
     leaves = [emb] if type(emb) is torch.Tensor else flatten(emb)[0]
     plan = plan_for(method, num_roots, S, num_actions, emb, _host_store(leaves), constants)
-    tree, invalid = plan.tree, plan.invalid
-    logits, value = _root_array(root.prior_logits), _root_array(root.value)
+    tree, invalid, frame = plan.tree, plan.invalid, plan.frame
+    # Read by the first kernel call, which initialises the roots.
+    inputs = (
+        _set_root_input(frame, fr.ROOT_LOGITS, root.prior_logits),
+        _set_root_input(frame, fr.ROOT_VALUE, root.value),
+    )
     _fill_invalid(invalid, invalid_actions)
-    fraction = 0.0 if gumbel else params.dirichlet_fraction
-    use_noise = fraction > 0.0
-    noise = _dirichlet(params.dirichlet_alpha, ~invalid, generator) if use_noise else _NO_NOISE
-    init_roots(
-        *tree.arrays(), logits, value, invalid, noise, fraction, gumbel, gumbel, max_considered,
-        plan.num_considered, plan.minmax,
-    )  # fmt: skip
     if gumbel:
-        _fill_gumbel(plan.gumbel, gumbel_noise, params.gumbel_scale, generator)
+        _fill_gumbel(plan.gumbel, plan.gumbel_draws, gumbel_noise, params.gumbel_scale, generator)
     else:
-        _fill_seeds(plan.rng, generator)
+        fraction = params.dirichlet_fraction
+        if fraction > 0.0:
+            plan.noise[...] = _dirichlet(params.dirichlet_alpha, ~invalid, generator)
+        plan.search_args[fr.P_NOISE_FRACTION] = fraction
+        _fill_seeds(plan.rng, plan.rng_draws, generator)
 
     sel_t = fresh((S, 2, num_roots), torch.int64)
     plan.start(sel_t)
-    kernel, frame, store = plan.simulate, plan.frame, plan.store
+    kernel, store = plan.simulate, plan.store
     if store is None:
         _device_loop(kernel, frame, root, recurrent_fn, sel_t, num_actions)
     else:
@@ -371,5 +362,6 @@ def _run(root, recurrent_fn, num_simulations, params, invalid_actions, generator
                 _host_loop(kernel, frame, store, recurrent_fn, sel_t, num_actions)
         finally:
             store.stop()
+    del inputs  # alive until here: the first kernel call read them
 
     return _outputs(plan, root), tree

@@ -7,6 +7,8 @@ kernels rebuild their views with `carray`. Whoever fills a frame keeps its array
 in use (the search's Plan does).
 
 Slots are shared by both methods; a method leaves the ones it does not use as empty arrays.
+ROOT_LOGITS [B, A] and ROOT_VALUE [B] describe the search's root tensors, float32 or float64 as
+column WIDE says; they are set per search (see `root_inputs`).
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ from frugal.search._engine.lowlevel import as_voidptr
 
 (
     CHILDREN, EDGES, RAW_VALUE, DISCOUNT, PARENT, ACTION, ROOT,  # the tree, as Tree.arrays()
-    INVALID, SELECTION, PARAMS,
+    INVALID, SELECTION, PARAMS, TIES,
+    ROOT_LOGITS, ROOT_VALUE, NOISE, SEARCH_ARGS,  # the roots' inputs, read by the first call
     STORE, LEAF_NBYTES, LEAF_OFF, LEAF_PTRS, BATCH_BASE,  # embedding byte store (HostEmbeddings)
     MINMAX, RNG,  # pUCT
     GUMBEL, TABLE, NUM_CONSIDERED,  # Gumbel
     ROWS,
-) = range(21)  # fmt: skip
+) = range(26)  # fmt: skip
 MAX_DIMS = 4
+WIDE = 4  # column of ROOT_LOGITS and ROOT_VALUE: 1 = the tensor is float64, 0 = float32
+P_NOISE_FRACTION = 0  # SEARCH_ARGS[0]: Dirichlet fraction mixed into the root prior
 
 
 def new_frame() -> np.ndarray:
@@ -86,3 +91,18 @@ def store_views(frame):
         view1(frame, LEAF_PTRS, np.int64),
         view1(frame, BATCH_BASE, np.int64),
     )
+
+
+@njit(cache=True, inline="always")
+def root_inputs(frame):
+    """(logits float64 [B, A], logits float32 [B, A], value float64 [B], value float32 [B]):
+    of each pair the view of the root tensor's dtype is full size, the other empty."""
+    l_wide = frame[ROOT_LOGITS, WIDE] != 0
+    v_wide = frame[ROOT_VALUE, WIDE] != 0
+    ptr, rows, cols = frame[ROOT_LOGITS, 0], frame[ROOT_LOGITS, 1], frame[ROOT_LOGITS, 2]
+    logits64 = carray(as_voidptr(ptr), (rows if l_wide else 0, cols), np.float64)
+    logits32 = carray(as_voidptr(ptr), (0 if l_wide else rows, cols), np.float32)
+    ptr, rows = frame[ROOT_VALUE, 0], frame[ROOT_VALUE, 1]
+    value64 = carray(as_voidptr(ptr), (rows if v_wide else 0,), np.float64)
+    value32 = carray(as_voidptr(ptr), (0 if v_wide else rows,), np.float32)
+    return logits64, logits32, value64, value32

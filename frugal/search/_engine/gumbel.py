@@ -44,6 +44,7 @@ from frugal.search._engine.tree import (
     VISITS,
     Q,
     expand_new_nodes,
+    init_roots_from_frame,
     normalize,
 )
 
@@ -173,21 +174,19 @@ def select_leaf(b, s, children, edges, raw_value, invalid, minmax, gumbel, table
 @njit(cache=True)
 def simulate(
     s, children, edges, raw_value, discount, parent, action, root, invalid, minmax, gumbel,
-    table, num_considered, params, r_ptr, r_stride, d_ptr, d_stride, d_wide, v_ptr, v_stride,
-    l_ptr, l_stride0, l_stride1, sel_flat, sel_action, store, leaf_nbytes, leaf_off, leaf_ptrs,
-    batch_base,
+    table, num_considered, params, e_ptr, r_ptr, d_ptr, d_wide, v_ptr, l_ptr, sel_flat,
+    sel_action, store, leaf_nbytes, leaf_off, leaf_ptrs, batch_base,
 ):  # fmt: skip
     """Same contract as `puct.simulate`: expand + back up simulation s - 1, select simulation s."""
     num_roots, num_nodes, num_actions = children.shape
     num_sims = sel_action.shape[0]
     sigma = np.empty(num_actions, dtype=np.float64)
     track_minmax = params[P_TREE_RESCALE] != 0.0
-    store_new_embeddings(store, s, leaf_ptrs, leaf_nbytes, leaf_off)  # s = 0: the roots
+    store_new_embeddings(store, s, e_ptr, leaf_ptrs, leaf_nbytes, leaf_off)  # s = 0: roots
     if s > 0:
         expand_new_nodes(
-            s, sel_flat[s - 1], sel_action[s - 1], r_ptr, r_stride, d_ptr, d_stride, d_wide,
-            v_ptr, v_stride, l_ptr, l_stride0, l_stride1, children, edges, raw_value, discount,
-            parent, action, root, minmax, True, track_minmax,
+            s, sel_flat[s - 1], sel_action[s - 1], r_ptr, d_ptr, d_wide, v_ptr, l_ptr, children,
+            edges, raw_value, discount, parent, action, root, minmax, True, track_minmax,
         )  # fmt: skip
     if s < num_sims:
         for b in range(num_roots):
@@ -200,10 +199,12 @@ def simulate(
 
 @njit(cache=True)
 def simulate_frame(
-    s, frame, r_ptr, r_stride, d_ptr, d_stride, d_wide, v_ptr, v_stride, l_ptr, l_stride0,
-    l_stride1,
+    s, frame, e_ptr, r_ptr, d_ptr, d_wide, v_ptr, l_ptr,
 ):  # fmt: skip
-    """`simulate` on the arrays described by `frame` (see frame.py): the search loop's call."""
+    """`simulate` on the arrays described by `frame` (see frame.py): the search loop's call.
+    The first call (s = 0) also initialises the roots from the inputs the frame describes."""
+    if s == 0:
+        init_roots_from_frame(frame, True, True, view2(frame, TABLE, np.int32).shape[0] - 1)
     children, edges, raw_value, discount, parent, action, root = tree_views(frame)
     store, leaf_nbytes, leaf_off, leaf_ptrs, batch_base = store_views(frame)
     sel = view3(frame, SELECTION, np.int64)  # [S, 2, B]: flat parent index, action
@@ -211,9 +212,9 @@ def simulate_frame(
         s, children, edges, raw_value, discount, parent, action, root,
         view2(frame, INVALID, np.bool_), view2(frame, MINMAX, np.float64),
         view2(frame, GUMBEL, np.float64), view2(frame, TABLE, np.int32),
-        view1(frame, NUM_CONSIDERED, np.int32), view1(frame, PARAMS, np.float64), r_ptr,
-        r_stride, d_ptr, d_stride, d_wide, v_ptr, v_stride, l_ptr, l_stride0, l_stride1,
-        sel[:, 0], sel[:, 1], store, leaf_nbytes, leaf_off, leaf_ptrs, batch_base,
+        view1(frame, NUM_CONSIDERED, np.int32), view1(frame, PARAMS, np.float64), e_ptr, r_ptr,
+        d_ptr, d_wide, v_ptr, l_ptr, sel[:, 0], sel[:, 1], store, leaf_nbytes, leaf_off,
+        leaf_ptrs, batch_base,
     )  # fmt: skip
 
 

@@ -72,11 +72,14 @@ def _memcpy(typingctx, dst_address, src_address, count):
 
 
 @njit(cache=True)
-def store_new_embeddings(store, node, leaf_ptrs, leaf_nbytes, leaf_off):
-    """Copy the B new leaves (contiguous, at leaf_ptrs) into byte storage store[:, node].
+def store_new_embeddings(store, node, e_ptr, leaf_ptrs, leaf_nbytes, leaf_off):
+    """Copy the B new leaves (contiguous, at leaf_ptrs; leaf 0 at e_ptr unless that is 0) into
+    byte storage store[:, node].
 
     store: uint8 [B, N, W]; leaf i of root b lives at store[b, n, leaf_off[i]:+leaf_nbytes[i]].
     """
+    if e_ptr != 0:
+        leaf_ptrs[0] = e_ptr
     num_roots, num_nodes, width = store.shape
     base = store.ctypes.data
     for i in range(leaf_ptrs.shape[0]):

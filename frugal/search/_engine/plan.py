@@ -30,17 +30,25 @@ _NOTHING_I32 = np.zeros((1, 1), dtype=np.int32)  # the (unused) TABLE of pUCT pl
 class Plan:
     """tree: node arrays; invalid: bool [B, A] root mask; minmax: float64 [B, 2] (pUCT and
     Gumbel "tree" rescaling); num_considered: int32 [B] (Gumbel m per root); rng: uint64 [B]
-    per-root generator states (pUCT); gumbel: float64 [B, A] noise g (Gumbel); table: the halving
-    schedule (Gumbel); params: the kernel's float64 parameters; store: the embeddings' byte store
-    when every leaf is on the CPU, else None (the search keeps them on their device); frame: all
-    of the above for the kernels; simulate and finish: the method's frame kernels."""
+    per-root generator states (pUCT), rng_draws its int64 tensor view; gumbel: float64 [B, A]
+    noise g (Gumbel), gumbel_draws its tensor view; noise: float64 [B, A] Dirichlet root noise
+    (pUCT); search_args: float64 per-search scalars (frame.SEARCH_ARGS); ties: int64 [A]
+    scratch; table: the halving schedule (Gumbel); params: the kernel's float64 parameters;
+    store: the embeddings' byte store when every leaf is on the CPU, else None (the search keeps
+    them on their device); frame: all of the above for the kernels (and, per search, the root
+    tensors); simulate and finish: the method's frame kernels."""
 
     tree: Tree
     invalid: np.ndarray
     minmax: np.ndarray
     num_considered: np.ndarray
     rng: np.ndarray
+    rng_draws: torch.Tensor
     gumbel: np.ndarray
+    gumbel_draws: torch.Tensor
+    noise: np.ndarray
+    search_args: np.ndarray
+    ties: np.ndarray
     table: np.ndarray
     params: np.ndarray
     store: HostEmbeddings | None
@@ -80,13 +88,20 @@ def _build(method, num_roots, num_sims, num_actions, embedding, on_host, constan
     else:
         params = puct_kernels.make_params(num_sims, *constants)
         table = _NOTHING_I32
+    rng = np.zeros(num_roots, dtype=np.uint64)
+    gumbel = np.zeros((num_roots, num_actions), dtype=np.float64)
     plan = Plan(
         tree=tree,
         invalid=np.zeros((num_roots, num_actions), dtype=np.bool_),
         minmax=np.empty((num_roots, 2), dtype=np.float64),
         num_considered=np.empty(num_roots, dtype=np.int32),
-        rng=np.zeros(num_roots, dtype=np.uint64),
-        gumbel=np.zeros((num_roots, num_actions), dtype=np.float64),
+        rng=rng,
+        rng_draws=torch.from_numpy(rng.view(np.int64)),
+        gumbel=gumbel,
+        gumbel_draws=torch.from_numpy(gumbel),
+        noise=np.zeros((num_roots, num_actions), dtype=np.float64),
+        search_args=np.zeros(1, dtype=np.float64),
+        ties=np.zeros(num_actions, dtype=np.int64),
         table=table,
         params=params,
         store=HostEmbeddings(embedding, num_roots, num_sims) if on_host else None,
@@ -99,7 +114,8 @@ def _build(method, num_roots, num_sims, num_actions, embedding, on_host, constan
 
 
 def _describe(plan: Plan, num_roots: int, num_sims: int) -> None:
-    """Fill the plan's frame (the selection row's address is set per search)."""
+    """Fill the plan's frame (the selection and root input rows' addresses are set per
+    search)."""
     frame = plan.frame
     for slot, array in zip(range(fr.CHILDREN, fr.ROOT + 1), plan.tree.arrays(), strict=True):
         fr.put(frame, slot, array)
@@ -111,8 +127,14 @@ def _describe(plan: Plan, num_roots: int, num_sims: int) -> None:
         (fr.GUMBEL, plan.gumbel),
         (fr.TABLE, plan.table),
         (fr.NUM_CONSIDERED, plan.num_considered),
+        (fr.NOISE, plan.noise),
+        (fr.SEARCH_ARGS, plan.search_args),
+        (fr.TIES, plan.ties),
     ):
         fr.put(frame, slot, array)
+    # The root tensors' addresses and dtypes are set per search.
+    frame[fr.ROOT_LOGITS, 1:3] = plan.invalid.shape
+    frame[fr.ROOT_VALUE, 1] = num_roots
     # Without a byte store the kernels see the empty arrays of DeviceEmbeddings: no leaves.
     store = DeviceEmbeddings if plan.store is None else plan.store
     store_arrays = (

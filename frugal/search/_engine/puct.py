@@ -28,6 +28,7 @@ from frugal.search._engine.frame import (
     PARAMS,
     RNG,
     SELECTION,
+    TIES,
     store_views,
     tree_views,
     view1,
@@ -35,7 +36,15 @@ from frugal.search._engine.frame import (
     view3,
 )
 from frugal.search._engine.lowlevel import gather_embedding, random_below, store_new_embeddings
-from frugal.search._engine.tree import PRIOR, ROOT_VISITS, VISITS, Q, expand_new_nodes, normalize
+from frugal.search._engine.tree import (
+    PRIOR,
+    ROOT_VISITS,
+    VISITS,
+    Q,
+    expand_new_nodes,
+    init_roots_from_frame,
+    normalize,
+)
 
 TIE_EPSILON = 1e-6
 NUM_FIELDS = 5  # VISITS, VALUE_SUM, REWARD, Q, PRIOR
@@ -122,25 +131,22 @@ def select_leaf(b, children, edges, invalid, minmax, rng, params, ties):
 @njit(cache=True)
 def simulate(
     s, children, edges, raw_value, discount, parent, action, root, invalid, minmax, rng, params,
-    r_ptr, r_stride, d_ptr, d_stride, d_wide, v_ptr, v_stride, l_ptr, l_stride0, l_stride1,
-    sel_flat, sel_action, store, leaf_nbytes, leaf_off, leaf_ptrs, batch_base,
+    e_ptr, r_ptr, d_ptr, d_wide, v_ptr, l_ptr, sel_flat, sel_action, store, leaf_nbytes,
+    leaf_off, leaf_ptrs, batch_base, ties,
 ):  # fmt: skip
     """One kernel call per simulation boundary: for s >= 1, expand node s with the network
-    outputs of simulation s - 1 (at the given addresses/strides, see expand_new_nodes) and back
-    it up; then,
-    for s < S, select simulation s's leaf edge in every root into sel_flat[s] (b * N + parent)
+    outputs of simulation s - 1 (at the given addresses, see expand_new_nodes) and back it up;
+    then, for s < S, select simulation s's leaf edge in every root into sel_flat[s] (b * N + parent)
     and sel_action[s], and gather the parents' embeddings into the batch tensors at batch_base when
     they live in `store` (no leaves: the caller gathers with torch).
     """
     num_roots, num_nodes, num_actions = children.shape
     num_sims = sel_action.shape[0]
-    ties = np.empty(num_actions, dtype=np.int64)
-    store_new_embeddings(store, s, leaf_ptrs, leaf_nbytes, leaf_off)  # s = 0: the roots
+    store_new_embeddings(store, s, e_ptr, leaf_ptrs, leaf_nbytes, leaf_off)  # s = 0: roots
     if s > 0:
         expand_new_nodes(
-            s, sel_flat[s - 1], sel_action[s - 1], r_ptr, r_stride, d_ptr, d_stride, d_wide,
-            v_ptr, v_stride, l_ptr, l_stride0, l_stride1, children, edges, raw_value, discount,
-            parent, action, root, minmax, False, True,
+            s, sel_flat[s - 1], sel_action[s - 1], r_ptr, d_ptr, d_wide, v_ptr, l_ptr, children,
+            edges, raw_value, discount, parent, action, root, minmax, False, True,
         )  # fmt: skip
     if s < num_sims:
         for b in range(num_roots):
@@ -152,19 +158,21 @@ def simulate(
 
 @njit(cache=True)
 def simulate_frame(
-    s, frame, r_ptr, r_stride, d_ptr, d_stride, d_wide, v_ptr, v_stride, l_ptr, l_stride0,
-    l_stride1,
+    s, frame, e_ptr, r_ptr, d_ptr, d_wide, v_ptr, l_ptr,
 ):  # fmt: skip
-    """`simulate` on the arrays described by `frame` (see frame.py): the search loop's call."""
+    """`simulate` on the arrays described by `frame` (see frame.py): the search loop's call.
+    The first call (s = 0) also initialises the roots from the inputs the frame describes."""
+    if s == 0:
+        init_roots_from_frame(frame, False, False, 0)
     children, edges, raw_value, discount, parent, action, root = tree_views(frame)
     store, leaf_nbytes, leaf_off, leaf_ptrs, batch_base = store_views(frame)
     sel = view3(frame, SELECTION, np.int64)  # [S, 2, B]: flat parent index, action
     simulate(
         s, children, edges, raw_value, discount, parent, action, root,
         view2(frame, INVALID, np.bool_), view2(frame, MINMAX, np.float64),
-        view1(frame, RNG, np.uint64), view1(frame, PARAMS, np.float64), r_ptr, r_stride, d_ptr,
-        d_stride, d_wide, v_ptr, v_stride, l_ptr, l_stride0,
-        l_stride1, sel[:, 0], sel[:, 1], store, leaf_nbytes, leaf_off, leaf_ptrs, batch_base,
+        view1(frame, RNG, np.uint64), view1(frame, PARAMS, np.float64), e_ptr, r_ptr, d_ptr,
+        d_wide, v_ptr, l_ptr, sel[:, 0], sel[:, 1], store, leaf_nbytes, leaf_off, leaf_ptrs,
+        batch_base, view1(frame, TIES, np.int64),
     )  # fmt: skip
 
 
@@ -174,19 +182,19 @@ def finish_frame(frame, visit_counts, qvalues, weights, root_value, action):
     children, edges, _, _, _, _, root = tree_views(frame)
     finish(
         children, edges, root, view2(frame, INVALID, np.bool_), view1(frame, RNG, np.uint64),
-        view1(frame, PARAMS, np.float64), visit_counts, qvalues, weights, root_value, action,
+        view1(frame, PARAMS, np.float64), view1(frame, TIES, np.int64), visit_counts, qvalues,
+        weights, root_value, action,
     )  # fmt: skip
 
 
 @njit(cache=True)
 def finish(
-    children, edges, root, invalid, rng, params, visit_counts, qvalues, weights, root_value,
-    action,
+    children, edges, root, invalid, rng, params, ties, visit_counts, qvalues, weights,
+    root_value, action,
 ):  # fmt: skip
     """Root statistics: visit_counts [B, A], qvalues [B, A], weights [B, A] = N / sum N,
     root_value [B], and action [B] = most visited valid action (ties random or first)."""
     num_roots, _, num_actions = children.shape
-    ties = np.empty(num_actions, dtype=np.int64)
     for b in range(num_roots):
         root_value[b] = root[b, 1] / root[b, 0]
         total = root[b, ROOT_VISITS] - 1.0

@@ -27,6 +27,18 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from frugal.search._engine.frame import (
+    INVALID,
+    MINMAX,
+    NOISE,
+    NUM_CONSIDERED,
+    P_NOISE_FRACTION,
+    SEARCH_ARGS,
+    root_inputs,
+    tree_views,
+    view1,
+    view2,
+)
 from frugal.search._engine.lowlevel import f32_at, f64_at
 from frugal.search._engine.workspace import scratch
 
@@ -70,48 +82,47 @@ class Tree:
 
 @njit(cache=True, inline="always")
 def expand_new_nodes(
-    node, sel_flat, sel_action, r_ptr, r_stride, d_ptr, d_stride, d_wide, v_ptr, v_stride, l_ptr,
-    l_stride0, l_stride1, children, edges, raw_value, discount, parent, action, root, minmax,
-    store_logits, track_minmax,
+    node, sel_flat, sel_action, r_ptr, d_ptr, d_wide, v_ptr, l_ptr, children, edges, raw_value,
+    discount, parent, action, root, minmax, store_logits, track_minmax,
 ):  # fmt: skip
     """Create `node` in every root b as child sel_action[b] of the node at flat index
     sel_flat[b] (= b * N + node) from one batch of network outputs, and back it up: the expand
     step of both methods.
 
-    The outputs are read at their addresses and strides: reward and value float32 [B], prior
-    logits float32 [B, A], discount float64 (d_wide) or float32 [B]; all widened to float64.
-    PRIOR gets the softmax of the logits, or with store_logits (Gumbel) the logits themselves
-    and PROB their softmax. track_minmax: whether the backup updates the min-max statistics.
+    The outputs are read at their addresses, each a C-contiguous CPU array: reward and value
+    float32 [B], prior logits float32 [B, A], discount float64 (d_wide) or float32 [B]; all
+    widened to float64. PRIOR gets the softmax of the logits, or with store_logits (Gumbel) the
+    logits themselves and PROB their softmax. track_minmax: whether the backup updates the
+    min-max statistics.
     """
     num_roots, num_nodes, num_actions = children.shape
-    rewards = f32_at(r_ptr, (num_roots - 1) * r_stride + 1)
-    values = f32_at(v_ptr, (num_roots - 1) * v_stride + 1)
-    logits = f32_at(l_ptr, (num_roots - 1) * l_stride0 + (num_actions - 1) * l_stride1 + 1)
-    d_len = (num_roots - 1) * d_stride + 1
-    wide = f64_at(d_ptr, d_len if d_wide else 0)
-    narrow = f32_at(d_ptr, 0 if d_wide else d_len)
+    rewards = f32_at(r_ptr, num_roots)
+    values = f32_at(v_ptr, num_roots)
+    logits = f32_at(l_ptr, num_roots * num_actions)
+    wide = f64_at(d_ptr, num_roots if d_wide else 0)
+    narrow = f32_at(d_ptr, 0 if d_wide else num_roots)
     target = PROB if store_logits else PRIOR
     for b in range(num_roots):
-        base = b * l_stride0
+        base = b * num_actions
         top = -np.inf
         for a in range(num_actions):
-            x = np.float64(logits[base + a * l_stride1])
+            x = np.float64(logits[base + a])
             if store_logits:
                 edges[b, node, a, PRIOR] = x
             top = max(top, x)
         total = 0.0
         for a in range(num_actions):
-            e = math.exp(np.float64(logits[base + a * l_stride1]) - top)
+            e = math.exp(np.float64(logits[base + a]) - top)
             edges[b, node, a, target] = e
             total += e
         for a in range(num_actions):
             edges[b, node, a, target] /= total
             children[b, node, a] = -1
-        d = wide[b * d_stride] if d_wide else np.float64(narrow[b * d_stride])
+        d = wide[b] if d_wide else np.float64(narrow[b])
         expand_and_backup(
-            b, node, sel_flat[b] - b * num_nodes, sel_action[b],
-            np.float64(rewards[b * r_stride]), d, np.float64(values[b * v_stride]), children,
-            edges, raw_value, discount, parent, action, root, minmax, track_minmax,
+            b, node, sel_flat[b] - b * num_nodes, sel_action[b], np.float64(rewards[b]), d,
+            np.float64(values[b]), children, edges, raw_value, discount, parent, action, root,
+            minmax, track_minmax,
         )  # fmt: skip
 
 
@@ -238,3 +249,41 @@ def init_roots(
         root[b, ROOT_VALUE_SUM] = np.float64(value[b]) if root_value_counts else 0.0
         minmax[b, 0] = np.inf
         minmax[b, 1] = -np.inf
+
+
+@njit(cache=True)
+def init_roots_from_frame(frame, store_logits, root_value_counts, max_considered):
+    """`init_roots` on the arrays and root inputs described by `frame` (the first kernel call of
+    a search makes it)."""
+    children, edges, raw_value, discount, parent, action, root = tree_views(frame)
+    invalid = view2(frame, INVALID, np.bool_)
+    noise = view2(frame, NOISE, np.float64)
+    fraction = view1(frame, SEARCH_ARGS, np.float64)[P_NOISE_FRACTION]
+    num_considered = view1(frame, NUM_CONSIDERED, np.int32)
+    minmax = view2(frame, MINMAX, np.float64)
+    logits64, logits32, value64, value32 = root_inputs(frame)
+    if logits64.shape[0] > 0:
+        if value64.shape[0] > 0:
+            init_roots(
+                children, edges, raw_value, discount, parent, action, root, logits64, value64,
+                invalid, noise, fraction, store_logits, root_value_counts, max_considered,
+                num_considered, minmax,
+            )  # fmt: skip
+        else:
+            init_roots(
+                children, edges, raw_value, discount, parent, action, root, logits64, value32,
+                invalid, noise, fraction, store_logits, root_value_counts, max_considered,
+                num_considered, minmax,
+            )  # fmt: skip
+    elif value64.shape[0] > 0:
+        init_roots(
+            children, edges, raw_value, discount, parent, action, root, logits32, value64,
+            invalid, noise, fraction, store_logits, root_value_counts, max_considered,
+            num_considered, minmax,
+        )  # fmt: skip
+    else:
+        init_roots(
+            children, edges, raw_value, discount, parent, action, root, logits32, value32,
+            invalid, noise, fraction, store_logits, root_value_counts, max_considered,
+            num_considered, minmax,
+        )  # fmt: skip
