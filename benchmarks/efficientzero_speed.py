@@ -13,7 +13,8 @@ include real env stepping; `--threads` sets torch's intra-op threads (1 by defau
 `--compare REV` times the landed revision REV (a git worktree of it in /tmp, made once) against
 this working tree on the same machine: each round runs REV with its defaults, this tree at
 agent.precision=fp32 and this tree at agent.precision=auto, one after the other in fresh
-processes (alternating, so a change of load on a shared machine hits all three alike), and the
+processes (alternating, the order rotating, so a change of load on a shared machine hits all
+three alike), and the
 table gives the median of the rounds and the speed-ups over REV.
 """
 
@@ -204,16 +205,24 @@ def worktree(rev: str) -> Path:
 
 def compare(args: argparse.Namespace, argv: list[str]) -> None:
     old = worktree(args.compare)
-    passed = [a for a in argv if a not in ("--compare", args.compare)]
-    passed = [a for a in passed if not a.startswith("--rounds") and a != str(args.rounds)]
+    passed, skip = [], False  # argv less --compare REV and --rounds N
+    for a in argv:
+        if skip:
+            skip = False
+        elif a in ("--compare", "--rounds"):
+            skip = True
+        elif not a.startswith(("--compare=", "--rounds=")):
+            passed.append(a)
     variants = {
         args.compare: (old, []),
         "fp32": (None, ["agent.precision=fp32"]),
         "auto": (None, ["agent.precision=auto"]),
     }
     runs: dict[str, list[dict]] = {name: [] for name in variants}
+    names = list(variants)
     for r in range(args.rounds):
-        for name, (tree, extra) in variants.items():
+        for name in names[r % 3 :] + names[: r % 3]:  # the order rotates from round to round
+            tree, extra = variants[name]
             env = dict(os.environ)
             if tree is not None:
                 env["PYTHONPATH"] = str(tree)

@@ -110,7 +110,7 @@ row "dreamerv3 updates/s (wall)" "$(grep 'wall:' <<<"$DR_OUT" | awk '{print $2}'
 DQN_OUT=$($PY benchmarks/dqn_update_speed.py --device "$DEVICE" "${DQN[@]}")
 echo "$DQN_OUT"
 row "dqn Atari updates/s (batch 32, best variant)" \
-  "$(grep -E '^(fp32|bf16)' <<<"$DQN_OUT" | awk '{print $NF}' | sort -g | tail -1)"
+  "$(grep -E '^(fp32|bf16) ' <<<"$DQN_OUT" | awk '{print $(NF-1)}' | sort -g | tail -1)"
 if [[ $DRY == 1 ]]; then
   row "ppo Atari env steps/s" "(skipped in a dry run)"
 else
