@@ -79,11 +79,15 @@ def _check_root(root: Root, num_simulations: int) -> tuple[int, int]:
     return num_roots, num_actions
 
 
-def _fill_invalid(out: np.ndarray, invalid_actions) -> None:
-    """out (bool [B, A]) = the root mask, all False without one."""
+def _fill_invalid(plan, invalid_actions) -> None:
+    """plan.invalid (bool [B, A]) = the root mask, all False without one."""
+    out = plan.invalid
     if invalid_actions is None:
-        out.fill(False)
+        if not plan.invalid_clear:
+            out.fill(False)
+            plan.invalid_clear = True
         return
+    plan.invalid_clear = False
     if tuple(invalid_actions.shape) != out.shape:
         raise ValueError(
             f"invalid_actions must be bool [B, A] = [{out.shape[0]}, {out.shape[1]}], got "
@@ -190,6 +194,21 @@ def _outputs(plan, root: Root) -> SearchOutput:
     """The root statistics, computed by the method's finish kernel into fresh tensors."""
     num_roots, num_actions = plan.invalid.shape
     logits, value = root.prior_logits, root.value
+    f32 = torch.float32
+    if logits.is_cpu and logits.dtype is f32 and value.dtype is f32:  # the common case, lean
+        shape = (num_roots, num_actions)
+        visit_counts, action = np.empty(shape, np.int64), np.empty(num_roots, np.int64)
+        qvalues, weights = np.empty(shape, np.float32), np.empty(shape, np.float32)
+        root_value = np.empty(num_roots, np.float32)
+        plan.finish(plan.frame, visit_counts, qvalues, weights, root_value, action)
+        tensor = torch.from_numpy
+        return SearchOutput(
+            action=tensor(action),
+            action_weights=tensor(weights),
+            visit_counts=tensor(visit_counts),
+            root_value=tensor(root_value),
+            qvalues=tensor(qvalues),
+        )
     device, on_cpu = logits.device, logits.is_cpu
     fdtype = logits.dtype if logits.is_floating_point() else torch.float32
     vdtype = value.dtype if value.is_floating_point() else torch.float32
@@ -308,7 +327,11 @@ def run(
     """One search, its method given by the params' type (frugal.search.puct / gumbel document
     the arguments). Also returns the tree, for tests and debugging: it stays valid until the
     next search on this thread and nesting level."""
-    with torch.set_grad_enabled(False), workspace.level():
+    if torch.is_grad_enabled():
+        with torch.no_grad(), workspace.level():
+            return _run(root, recurrent_fn, num_simulations, params, invalid_actions, generator,
+                        gumbel_noise)  # fmt: skip
+    with workspace.level():
         return _run(root, recurrent_fn, num_simulations, params, invalid_actions, generator,
                     gumbel_noise)  # fmt: skip
 
@@ -330,15 +353,15 @@ def _run(root, recurrent_fn, num_simulations, params, invalid_actions, generator
     else:
         raise TypeError(f"params must be PuctParams or GumbelParams, got {type(params).__name__}")
     emb = root.embedding
-    leaves = [emb] if type(emb) is torch.Tensor else flatten(emb)[0]
-    plan = plan_for(method, num_roots, S, num_actions, emb, _host_store(leaves), constants)
+    on_host = _host_store([emb] if type(emb) is torch.Tensor else flatten(emb)[0])
+    plan = plan_for(method, num_roots, S, num_actions, emb, on_host, constants)
     tree, invalid, frame = plan.tree, plan.invalid, plan.frame
     # Read by the first kernel call, which initialises the roots.
     inputs = (
         _set_root_input(frame, fr.ROOT_LOGITS, root.prior_logits),
         _set_root_input(frame, fr.ROOT_VALUE, root.value),
     )
-    _fill_invalid(invalid, invalid_actions)
+    _fill_invalid(plan, invalid_actions)
     if gumbel:
         _fill_gumbel(plan.gumbel, plan.gumbel_draws, gumbel_noise, params.gumbel_scale, generator)
     else:

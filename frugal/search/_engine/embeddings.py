@@ -156,7 +156,18 @@ class HostEmbeddings:
         for i, batch in enumerate(batches):
             self.batch_base[i] = batch.data_ptr()
         self.rows = [batch.unbind(0) for batch in batches]
-        self.put(embedding)
+        if (
+            self.single
+            and type(embedding) is torch.Tensor
+            and embedding.is_cpu
+            and embedding.dtype == self.leaf_dtype
+            and embedding.shape == self.leaf_shape
+            and embedding.is_contiguous()
+        ):
+            self.leaf_ptrs[0] = embedding.data_ptr()
+            self._keep = [embedding]
+        else:
+            self.put(embedding)
 
     def stop(self) -> None:
         """End a search: let go of its tensors (this object outlives it)."""

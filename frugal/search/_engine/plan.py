@@ -55,6 +55,7 @@ class Plan:
     frame: np.ndarray
     simulate: Any
     finish: Any
+    invalid_clear: bool = False  # whether `invalid` is known to be all False
 
     def start(self, selection: torch.Tensor) -> None:
         """Point the frame at this search's selection tensor int64 [S, 2, B]."""
