@@ -622,3 +622,15 @@ def test_continuous_control_over_candidate_slots(method):
     visited = out.visit_counts > 0
     torch.testing.assert_close(out.qvalues[visited], rewards[visited])
     assert torch.equal(out.action, rewards.argmax(1))
+
+
+def test_step_needs_all_four_fields_and_engine_run_returns_the_tree():
+    with pytest.raises(TypeError):
+        Step(reward=torch.zeros(1), prior_logits=torch.zeros(1, 2), value=torch.zeros(1))  # type: ignore[call-arg]
+    from frugal.search._engine import run
+
+    model = TableModel(24, 3)
+    out, tree = run(model.root(states(16, 2)), model.recurrent_fn, 5, PuctParams())
+    assert tree.children.shape == (2, 6, 3)  # valid until the next search on this thread
+    assert (tree.parent[:, 1:] >= 0).all()
+    assert_same(out, puct(model.root(states(16, 2)), model.recurrent_fn, 5))

@@ -6,7 +6,6 @@ EfficientZero V2 / mctx) with numba tree kernels and the network on any device.
 """
 
 from frugal.search.api import gumbel, puct
-from frugal.search.mcts import search
 from frugal.search.types import RESCALES, GumbelParams, PuctParams, Root, SearchOutput, Step
 
 __all__ = [
@@ -18,5 +17,4 @@ __all__ = [
     "Step",
     "gumbel",
     "puct",
-    "search",
 ]

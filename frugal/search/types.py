@@ -45,15 +45,9 @@ class Step:
     """
 
     reward: torch.Tensor
-    # The defaults only let the old `search(..., discount=d)` callers build Step(reward=...,
-    # prior_logits=..., value=...) until they move to puct / gumbel; all four are required.
-    discount: torch.Tensor | None = None
-    prior_logits: torch.Tensor = None  # type: ignore[assignment]
-    value: torch.Tensor = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        if self.prior_logits is None or self.value is None:
-            raise TypeError("Step needs reward, discount, prior_logits and value")
+    discount: torch.Tensor
+    prior_logits: torch.Tensor
+    value: torch.Tensor
 
 
 @dataclass(frozen=True)
