@@ -180,6 +180,8 @@ class Runner:
         try:
             if self.scheduled:
                 self._begin_acting()
+                for s in previous:  # starting Ray installs its own SIGTERM handler
+                    signal.signal(s, self._on_signal)
             while not self._finished() and (self._stop_signal is None or not self._boundary()):
                 before = self.env_step, self.updates
                 if self.env_step < run.steps:

@@ -8,6 +8,7 @@ state can be captured; otherwise its games restart) and is given again the reque
 
 from __future__ import annotations
 
+import socket
 from collections import deque
 from typing import Any
 
@@ -42,6 +43,7 @@ class RayBackend(Backend):
         self.timeout = run.worker_timeout
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
+            _check_reachable(run.ray_address)
             try:  # "local" starts a new instance here, never joining one found running
                 ray.init(
                     address=run.ray_address,
@@ -185,6 +187,21 @@ class RayBackend(Backend):
         self.workers = []
         if self._owns_ray:
             ray.shutdown()
+
+
+def _check_reachable(address: str, seconds: float = 10.0) -> None:
+    """A HOST:PORT that accepts no connection is one line now, where Ray would retry for
+    minutes."""
+    if address in ("local", "auto"):
+        return
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=seconds).close()
+    except OSError as e:
+        raise WorkerLost(
+            f"no Ray head answers at run.ray_address={address} ({e.strerror or e}); start one "
+            "there with 'ray start --head', or use run.ray_address=local"
+        ) from None
 
 
 def _first_line(e: BaseException) -> str:
