@@ -13,8 +13,8 @@ import yaml
 from frugal.errors import FrugalError
 from frugal.report import atari as atari_ref
 from frugal.report import compare
-from frugal.runs import read_metrics
 from frugal.report.stats import bootstrap_ci, iqm, seed_curve
+from frugal.runs import read_metrics
 
 GYM_ENV = dict(
     id="gym/CartPole-v1", num_envs=1, vectorization="sync", protocol="gym",
