@@ -74,6 +74,7 @@ def _check_preset_fits(algo: str, name: str, env: str, package: AgentPackage) ->
         )
 
 
+NONFINITE = ("stop", "skip_update")
 MAX_ENVS = 1024  # vectorised envs in one process
 
 
@@ -94,6 +95,12 @@ def validate(config: Config) -> None:
             ("checkpoint_every", "only at the end and on a stop"),
         )
     ]
+    checks.append(
+        (
+            run.on_nonfinite in NONFINITE,
+            f"run.on_nonfinite must be {' or '.join(NONFINITE)}, got '{run.on_nonfinite}'",
+        )
+    )
     checks += _common_agent_checks(config.agent)
     for ok, message in checks:
         if not ok:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import textwrap
@@ -129,7 +130,16 @@ def _report_run(result) -> None:
         )
 
 
+def _interrupted(signum, frame) -> None:
+    """Ctrl-C outside the training loop (start-up, evaluation, reports): leave at once. Raising
+    KeyboardInterrupt instead could surface inside a C++ extension's import and abort the
+    process; nothing here needs saving (the loop checkpoints on a signal by itself)."""
+    os.write(2, b"frugal: interrupted\n")
+    os._exit(128 + signal.SIGINT)
+
+
 def main(argv: list[str] | None = None) -> None:
+    previous = signal.signal(signal.SIGINT, _interrupted)
     try:
         code = run(sys.argv[1:] if argv is None else argv)
     except FrugalError as e:
@@ -141,7 +151,6 @@ def main(argv: list[str] | None = None) -> None:
     except Interrupted as e:
         print(f"frugal: {e}; checkpoint saved, continue with 'frugal resume'", file=sys.stderr)
         code = 128 + e.signum
-    except KeyboardInterrupt:
-        print("frugal: interrupted", file=sys.stderr)
-        code = 128 + signal.SIGINT
+    finally:
+        signal.signal(signal.SIGINT, previous)
     sys.exit(code)

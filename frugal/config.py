@@ -56,6 +56,9 @@ class RunConfig:
     keep_checkpoints: bool = False  # also keep step-numbered copies besides `latest`
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     progress: bool = True  # console progress display
+    # a non-finite loss or gradient norm: stop (exit 3, the last finite checkpoint kept) or
+    # skip_update (that update's step is not applied; counted as train/skipped_updates)
+    on_nonfinite: str = "stop"
     # Where acting runs. Acting proceeds in chunks of `act_chunk` vectorised env steps; the
     # weights that act on chunk k are those after the updates owed at the end of chunk
     # k - 1 - act_lag, so the schedule, never the speed, decides which weights act where.

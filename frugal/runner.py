@@ -75,6 +75,9 @@ def _crossed(before: int, after: int, every: int) -> bool:
     return every > 0 and before // every != after // every
 
 
+SKIPPED = "train/skipped_updates"  # updates whose step was skipped (run.on_nonfinite)
+
+
 def _watched(key: str) -> bool:
     """Update metrics that must stay finite: losses and gradient norms."""
     name = key.rsplit("/", 1)[-1]
@@ -192,9 +195,13 @@ class Runner:
                 while self.updates < due:
                     result = self.agent.update()
                     self.updates += 1
+                    bad = [k for k, v in result.items() if _watched(k) and not math.isfinite(v)]
+                    if bad and run.on_nonfinite == "stop":
+                        raise self._diverged(bad[0])
+                    if bad:  # the agents skip a non-finite step (frugal.nets.optim)
+                        self._pending[SKIPPED].append(1.0)
+                        continue
                     for key, value in result.items():
-                        if _watched(key) and not math.isfinite(value):
-                            raise self._diverged(key)
                         self._pending[key].append(value)
                 if self.scheduled:
                     self._after_updates()
@@ -404,7 +411,7 @@ class Runner:
         episodes = len(self._pending.get("train/episode_return", []))
         for key, values in self._pending.items():
             if values:  # events and waits are summed over the interval, the rest averaged
-                summed = key.startswith("workers/") or key == "perf/act_wait_s"
+                summed = key.startswith("workers/") or key in ("perf/act_wait_s", SKIPPED)
                 point[key] = float(np.sum(values) if summed else np.mean(values))
         if episodes:
             point["train/episodes"] = episodes

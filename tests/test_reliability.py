@@ -263,6 +263,7 @@ BAD_TRAIN = [
     (["agent.replay_ratio=-1"], "agent.replay_ratio must be positive"),
     (["agent.buffer_size=1e12"], "needs more memory than this machine has"),
     (["gamma=0.9"], "unknown config key 'gamma' (renamed to 'discount')"),
+    (["run.on_nonfinite=ignore"], "run.on_nonfinite must be stop or skip_update"),
 ]
 
 
@@ -396,3 +397,32 @@ def test_ctrl_c_during_start_up_is_exit_130_without_a_traceback(tmp_path):
     assert proc.wait(60) == 130
     err = proc.stderr.read()
     assert "Traceback" not in err and err.strip() == "frugal: interrupted"
+
+
+def test_a_non_finite_gradient_is_never_applied():
+    from frugal.nets.optim import clipped_step
+
+    layer = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.Adam(layer.parameters(), lr=0.1)
+    before = [p.detach().clone() for p in layer.parameters()]
+    (layer(torch.ones(1, 3)) * float("nan")).sum().backward()
+    assert not torch.isfinite(clipped_step(optimizer, layer.parameters(), 1.0))
+    assert all(torch.equal(a, p) for a, p in zip(before, layer.parameters(), strict=True))
+    assert not optimizer.state, "a skipped step leaves the optimiser's moments untouched"
+    layer(torch.ones(1, 3)).sum().backward()
+    assert torch.isfinite(clipped_step(optimizer, layer.parameters(), 1.0))
+    assert not torch.equal(before[0], layer.weight)
+
+
+def test_skip_update_trains_on_past_non_finite_updates(tmp_path):
+    run = frugal.train(
+        "dqn", ENV, steps=512, run_dir=tmp_path / "skip",
+        overrides=[*COMMON, *FAST["dqn"], "agent.lr=1e6", "run.on_nonfinite=skip_update",
+                   "run.log_every=128", "run.eval_every=0"],
+    )  # fmt: skip
+    skipped = sum(p.get("train/skipped_updates", 0) for p in run.metrics)
+    assert skipped > 0 and run.metrics[-1]["env_step"] == 512
+    state = checkpoint.load(checkpoint.latest(run.dir / "checkpoints"))
+    assert all(
+        bool(torch.isfinite(t).all()) for t in _tensors(state["agent"]) if t.is_floating_point()
+    )

@@ -7,12 +7,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from frugal.agents.base import ActState, EnvSpec, Transition, detached, ratio_updates_due
 from frugal.agents.dqn.config import PRESETS, Config, check
 from frugal.nets import precision
+from frugal.nets.optim import clipped_step
 from frugal.nets.q import QNetwork
 from frugal.replay.streams import StreamReplay
 
@@ -149,9 +149,8 @@ class Agent:
 
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.q.parameters(), cfg.grad_clip)
-        self.optimizer.step()
-        if cfg.prioritized:
+        grad_norm = clipped_step(self.optimizer, self.q.parameters(), cfg.grad_clip)
+        if cfg.prioritized and torch.isfinite(grad_norm):  # a skipped step leaves them as they were
             self.replay.update_priorities(batch.index, td_error.detach().abs().cpu().numpy())
         self.updates += 1
         self._update_target()

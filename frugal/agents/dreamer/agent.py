@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from frugal.agents.base import ActState, Transition, detached, ratio_updates_due
@@ -29,6 +28,7 @@ from frugal.envs.base import EnvSpec
 from frugal.nets import precision
 from frugal.nets.distributions import symlog_buckets
 from frugal.nets.dreamer import Actor, Critic, WorldModel
+from frugal.nets.optim import clipped_step
 from frugal.nets.returns import PercentileNormaliser
 from frugal.replay.sequences import SequenceReplay
 
@@ -206,8 +206,7 @@ class Agent:
         model_loss, feat, last, metrics = losses.world_model_loss(self, batch)
         self.model_opt.zero_grad(set_to_none=True)
         model_loss.backward()
-        norm = nn.utils.clip_grad_norm_(self.wm.parameters(), cfg.model_clip)
-        self.model_opt.step()
+        norm = clipped_step(self.model_opt, self.wm.parameters(), cfg.model_clip)
         self.carry_stoch, self.carry_deter = last[0].detach(), last[1].detach()
         metrics["train/model_grad_norm"] = norm
 
@@ -217,14 +216,12 @@ class Agent:
         grads = torch.autograd.grad(actor_loss, params, allow_unused=True)
         for p, g in zip(params, grads, strict=True):
             p.grad = g
-        metrics["train/actor_grad_norm"] = nn.utils.clip_grad_norm_(params, cfg.actor_clip)
-        self.actor_opt.step()
+        metrics["train/actor_grad_norm"] = clipped_step(self.actor_opt, params, cfg.actor_clip)
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
-        metrics["train/critic_grad_norm"] = nn.utils.clip_grad_norm_(
-            self.critic.parameters(), cfg.critic_clip
+        metrics["train/critic_grad_norm"] = clipped_step(
+            self.critic_opt, self.critic.parameters(), cfg.critic_clip
         )
-        self.critic_opt.step()
         with torch.no_grad():
             for p, slow in zip(
                 self.critic.parameters(), self.slow_critic.parameters(), strict=True

@@ -27,6 +27,7 @@ from frugal.agents.efficientzero.v1 import V1
 from frugal.agents.efficientzero.v2 import V2
 from frugal.nets import precision
 from frugal.nets.muzero import MuZeroNet, NetConfig, scale_gradient
+from frugal.nets.optim import clipped_step
 from frugal.nets.support import Support
 from frugal.replay.segments import SegmentReplay
 
@@ -290,14 +291,14 @@ class Agent:
 
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
-        self.optimizer.step()
+        grad_norm = clipped_step(self.optimizer, self.net.parameters(), cfg.grad_clip)
         t_end = time.perf_counter()
 
         with torch.no_grad():
             predicted_value = self.value_support.decode(vlogs_t[:, 0])
             errors = (predicted_value - value_t[:, 0]).abs().double().cpu().numpy()
-        self.replay.update_priorities(sample.index, errors)
+        if torch.isfinite(grad_norm):  # a skipped step leaves the priorities as they were
+            self.replay.update_priorities(sample.index, errors)
         self.updates += 1
         if self.updates % cfg.target_update_interval == 0:
             self.target.load_state_dict(self.net.state_dict())

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from frugal.agents.base import ActState, Transition, detached
 from frugal.agents.ppo.config import PRESETS, Config, check
@@ -33,6 +32,7 @@ from frugal.envs.base import EnvSpec
 from frugal.nets import precision
 from frugal.nets.actor_critic import ActorCritic
 from frugal.nets.normalize import RunningMeanStd
+from frugal.nets.optim import clipped_step
 
 
 class Agent:
@@ -305,8 +305,7 @@ class Agent:
                 loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
-                self.optimizer.step()
+                clipped_step(self.optimizer, self.net.parameters(), cfg.grad_clip)
                 with torch.no_grad():
                     log_ratio = logp - old_logp[idx]
                     approx_kl = ((ratio - 1.0) - log_ratio).mean()  # Schulman's k3 estimator
