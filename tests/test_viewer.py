@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from frugal.envs import make_env
 from frugal.evaluation import GIF_FRAME_SKIP
 from frugal.nets.distributions import twohot_mean
 from frugal.runs import viewer_pages
+from frugal.viewer.pages import read_page
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 XVFB = shutil.which("Xvfb")
@@ -160,9 +160,7 @@ def pages(run_dir) -> list[Path]:
 
 
 def _episode(page: Path) -> dict:
-    text = page.read_text()
-    data = re.search(r"const EPISODE = (.*?);\n", text).group(1)
-    return json.loads(data.replace("<\\/", "</"))
+    return read_page(page)
 
 
 def test_a_page_holds_every_step_of_its_episode(pages, run_dir):

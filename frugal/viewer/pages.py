@@ -23,7 +23,7 @@ def frame_uri(image: np.ndarray) -> str:
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG", compress_level=6)
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format="PNG", compress_level=3)
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -52,6 +52,14 @@ def render_page(episode: dict[str, Any]) -> str:
     template = resources.files("frugal.viewer").joinpath("template.html").read_text("utf-8")
     data = json.dumps(episode, separators=(",", ":"), allow_nan=False)
     return template.replace(PLACEHOLDER, data.replace("</", "<\\/"))
+
+
+def read_page(path: str | Path) -> dict[str, Any]:
+    """The episode embedded in a page that render_page wrote (title, meta, fps, frames, steps)."""
+    text = Path(path).read_text("utf-8")
+    start = text.index("const EPISODE = ") + len("const EPISODE = ")
+    data, _ = json.JSONDecoder().raw_decode(text, start)
+    return data
 
 
 class EpisodePages:
