@@ -164,17 +164,17 @@ def _episode(page: Path) -> dict:
 
 
 def test_a_page_holds_every_step_of_its_episode(pages, run_dir):
-    agent_free = _episode(pages[0])
-    steps = agent_free["steps"]
-    meta = agent_free["meta"]
-    assert meta["length"] == len(steps) == len(agent_free["frames"]) > 0
+    episode = _episode(pages[0])
+    steps = episode["steps"]
+    meta = episode["meta"]
+    assert meta["length"] == len(steps) == len(episode["frames"]) > 0
     assert meta["algo"] == "dqn" and meta["env"] == "gym/CartPole-v1"
     assert all(s["reward"] == 1.0 for s in steps)  # CartPole
     assert [s["return"] for s in steps] == list(range(1, len(steps) + 1))
     for s in steps:
         q = s["record"]["q_values"]
         assert len(q) == 2 and s["action"] == int(np.argmax(q))
-    assert all(f.startswith("data:image/png;base64,") for f in agent_free["frames"])
+    assert all(f.startswith("data:image/png;base64,") for f in episode["frames"])
     assert "http://" not in pages[0].read_text().replace("http://www.w3.org/2000/svg", "")
     assert viewer_pages(run_dir) == sorted(pages)
 
