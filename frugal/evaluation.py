@@ -64,8 +64,10 @@ class _VideoWriter:
 
 
 class _GifWriter:
-    """Keeps every GIF_FRAME_SKIP-th frame of an episode (frame 0 first), 256-colour
-    quantised, and writes the best episode's frames as an animated GIF."""
+    """Keeps every GIF_FRAME_SKIP-th frame of an episode (frame 0 first, so ceil(length /
+    GIF_FRAME_SKIP) frames), 256-colour quantised, and writes the best episode's as an animated
+    GIF. The encoder (Pillow) stores a run of identical frames once, shown for their summed
+    time, so the file may hold fewer frames while playing as long."""
 
     def __init__(self, path: Path):
         self.path = path
