@@ -33,7 +33,7 @@ class Window:
         self._screen = None
         self._last = 0.0
 
-    def _open(self, size: tuple[int, int]):
+    def _open(self, size: tuple[int, int]) -> None:
         try:
             import pygame
         except ImportError:
@@ -46,7 +46,6 @@ class Window:
         pygame.display.init()
         pygame.display.set_caption(self.title)
         self._screen = pygame.display.set_mode(size)
-        return pygame
 
     def frame(self, image: np.ndarray) -> None:
         import pygame
