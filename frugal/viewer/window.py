@@ -48,10 +48,10 @@ class Window:
         self._screen = pygame.display.set_mode(size)
 
     def frame(self, image: np.ndarray) -> None:
-        import pygame
-
         if self._screen is None:
             self._open((image.shape[1], image.shape[0]))
+        import pygame
+
         surface = pygame.surfarray.make_surface(np.ascontiguousarray(image.transpose(1, 0, 2)))
         self._screen.blit(surface, (0, 0))
         pygame.display.flip()
