@@ -147,7 +147,7 @@ def test_dreamer_record_holds_the_models_expectations_at_the_posterior():
 def run_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("viewer") / "dqn"
     overrides = [*FAST["dqn"], "run.progress=false", "run.eval_episodes=1", "run.eval_every=0"]
-    frugal.train("dqn", "gym/CartPole-v1", steps=256, seed=1, run_dir=path, overrides=overrides)
+    frugal.train("dqn", "gym/CartPole-v1", steps=128, seed=1, run_dir=path, overrides=overrides)
     return path
 
 
