@@ -14,13 +14,16 @@ from typing import Any
 
 from frugal.errors import FrugalError
 
-__all__ = ["FrugalError", "Run", "compare", "evaluate", "load_run", "resume", "train"]
+__all__ = [
+    "FrugalError", "Run", "compare", "evaluate", "load_run", "resume", "train", "watch",
+]  # fmt: skip
 __version__ = "0.1.0"
 
 _PUBLIC = {
     "train": "frugal.api",
     "resume": "frugal.api",
     "evaluate": "frugal.api",
+    "watch": "frugal.api",
     "Run": "frugal.runs",
     "load_run": "frugal.runs",
     "compare": "frugal.report",

@@ -27,7 +27,7 @@ from frugal.errors import FrugalError, unknown
 from frugal.lock import RunLock
 from frugal.nets.precision import precision_reason
 from frugal.runner import Runner, resolve_device
-from frugal.runs import CHECKPOINTS, CONFIG_FILE, Run, load_config, load_run, save_config
+from frugal.runs import CHECKPOINTS, CONFIG_FILE, VIEWER, Run, load_config, load_run, save_config
 
 NAME_MAX, PATH_MAX = 255, 4096  # bytes, as Linux file systems allow
 
@@ -271,32 +271,81 @@ def resume(
 
 
 def evaluate(
-    run_dir: str | Path, episodes: int | None = None, video: bool | str | Path = False
+    run_dir: str | Path,
+    episodes: int | None = None,
+    video: bool | str | Path = False,
+    video_format: str = "mp4",
+    viewer: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate the latest checkpoint of a run on full games; with `video`, write an MP4 of the
-    best episode (to `video` if it is a path, else under the run's videos/)."""
+    """Evaluate the latest checkpoint of a run on full games. `video`: write the best episode
+    as `video_format` (mp4 | gif), to `video` if it is a path, else under the run's videos/.
+    `viewer`: write an HTML page per episode under the run's viewer/ (frugal.viewer)."""
+    from frugal.evaluation import VIDEO_FORMATS, VIDEO_FPS, Recording
+
+    if video_format not in VIDEO_FORMATS:
+        raise unknown("video format", video_format, VIDEO_FORMATS)
     path = Path(run_dir)
     config = load_config(path)
     runner = Runner(config, path, resume=True)
     runner.env.close()
-    video_path = None
+    recording = Recording(video_format=video_format)
+    name = f"eval-step-{runner.env_step}"
     if video:
-        video_path = (
+        recording.video = (
             Path(video)
             if not isinstance(video, bool)
-            else path / "videos" / f"eval-step-{runner.env_step}.mp4"
+            else path / "videos" / f"{name}.{video_format}"
         )
-        try:
-            video_path.parent.mkdir(parents=True, exist_ok=True)
-            if not os.access(video_path.parent, os.W_OK):
-                raise PermissionError(13, "Permission denied")
-        except OSError as e:
-            raise FrugalError(
-                f"cannot write the video under {video_path.parent} ({e.strerror}); evaluate "
-                "without --video, or copy the run somewhere writable"
-            ) from None
-    result = runner.evaluate(video=video_path, episodes=episodes)
+        _writable(recording.video.parent, "the video", "--video")
+    if viewer:
+        from frugal.viewer.pages import EpisodePages
+
+        meta = {"algo": config.algo, "env": config.env.id, "preset": config.preset,
+                "env_step": runner.env_step}  # fmt: skip
+        _writable(path / VIEWER, "episode pages", "--viewer")
+        recording.pages = EpisodePages(path / VIEWER, name, meta, VIDEO_FPS)
+    result = runner.evaluate(video=recording, episodes=episodes)
     result["env_step"] = runner.env_step
-    if video_path:
-        result["video"] = str(video_path)
+    if recording.video:
+        result["video"] = str(recording.video)
+    if recording.pages:
+        result["viewer"] = [str(p) for p in recording.pages.paths]
+    return result
+
+
+def _writable(directory: Path, what: str, option: str) -> None:
+    """Make `directory` or say in one line why it cannot be written."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if not os.access(directory, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as e:
+        raise FrugalError(
+            f"cannot write {what} under {directory} ({e.strerror}); evaluate without {option}, "
+            "or copy the run somewhere writable"
+        ) from None
+
+
+def watch(run_dir: str | Path, episodes: int = 1, speed: float = 1.0) -> dict[str, Any]:
+    """Play the latest checkpoint of a run greedily in a window, `speed` times real time."""
+    from frugal.evaluation import VIDEO_FPS, Recording
+    from frugal.viewer.window import Window, WindowClosed, has_display
+
+    if not speed > 0:
+        raise FrugalError(f"--speed must be positive, got {speed}")
+    if not has_display():
+        raise FrugalError(
+            f"no display to open a window on (DISPLAY and WAYLAND_DISPLAY are unset); write "
+            f"episode pages to open in a browser instead: frugal eval {run_dir} --viewer"
+        )
+    path = Path(run_dir)
+    config = load_config(path)
+    runner = Runner(config, path, resume=True)
+    runner.env.close()
+    window = Window(VIDEO_FPS * speed, f"frugal: {config.algo} on {config.env.id}")
+    try:
+        result = runner.evaluate(video=Recording(window=window), episodes=episodes)
+    except WindowClosed:
+        return {"env_step": runner.env_step, "closed": True}
+    result["env_step"] = runner.env_step
     return result

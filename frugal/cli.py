@@ -1,4 +1,4 @@
-"""`frugal train | resume | eval | compare | list`."""
+"""`frugal train | resume | eval | watch | compare | list`."""
 
 from __future__ import annotations
 
@@ -40,7 +40,14 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a run's latest checkpoint on full games")
     p.add_argument("run_dir")
     p.add_argument("--episodes", type=int)
-    p.add_argument("--video", action="store_true", help="write an MP4 of the best episode")
+    p.add_argument("--video", action="store_true", help="write a video of the best episode")
+    p.add_argument("--format", choices=["mp4", "gif"], help="the video's format (default mp4)")
+    p.add_argument("--viewer", action="store_true", help="write an HTML page per episode (viewer/)")
+
+    p = sub.add_parser("watch", help="play a run's latest checkpoint greedily in a window")
+    p.add_argument("run_dir")
+    p.add_argument("--episodes", type=int, default=1)
+    p.add_argument("--speed", type=float, default=1.0, help="times real time (default 1)")
 
     p = sub.add_parser("compare", help="learning curves and score tables of several runs")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")
@@ -108,8 +115,16 @@ def run(argv: list[str]) -> int:
     elif args.command == "eval":
         if args.episodes is not None and args.episodes < 1:
             raise FrugalError(f"--episodes must be at least 1, got {args.episodes}")
-        result = api.evaluate(args.run_dir, episodes=args.episodes, video=args.video)
+        if args.format and not args.video:
+            raise FrugalError(f"--format {args.format} is the video's format; add --video")
+        result = api.evaluate(
+            args.run_dir, args.episodes, args.video, args.format or "mp4", args.viewer
+        )
         print(json.dumps(result, indent=2))
+    elif args.command == "watch":
+        if args.episodes < 1:
+            raise FrugalError(f"--episodes must be at least 1, got {args.episodes}")
+        print(json.dumps(api.watch(args.run_dir, args.episodes, args.speed), indent=2))
     elif args.command == "compare":
         from frugal.report import compare
 

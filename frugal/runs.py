@@ -20,6 +20,7 @@ from frugal.errors import FrugalError
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
+VIEWER = "viewer"  # episode pages of `frugal eval --viewer`
 X_KEYS = ("env_step", "update", "wall_s")
 # Env settings that do not change what a score means (how the training envs are stepped).
 NOT_PROTOCOL = ("id", "protocol", "num_envs", "vectorization")
@@ -213,11 +214,25 @@ class Run:
                 return float(rec[metric]), int(rec.get("env_step", 0))
         return None
 
-    def evaluate(self, episodes: int | None = None, video: bool | str | Path = False) -> dict:
+    def evaluate(
+        self,
+        episodes: int | None = None,
+        video: bool | str | Path = False,
+        video_format: str = "mp4",
+        viewer: bool = False,
+    ) -> dict:
         """Evaluate the latest checkpoint on full games (see `frugal.evaluate`)."""
         from frugal.api import evaluate
 
-        return evaluate(self.dir, episodes=episodes, video=video)
+        return evaluate(self.dir, episodes, video, video_format, viewer)
+
+
+def viewer_pages(run_dir: str | Path) -> list[Path]:
+    """The episode pages of a run's latest evaluation with --viewer, in episode order."""
+    pages = sorted(Path(run_dir, VIEWER).glob("eval-step-*-episode-*.html"))
+    steps = {p: int(p.name.split("-")[2]) for p in pages if p.name.split("-")[2].isdigit()}
+    newest = max(steps.values(), default=None)
+    return [p for p, step in steps.items() if step == newest]
 
 
 def load_run(run_dir: str | Path) -> Run:

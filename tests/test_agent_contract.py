@@ -17,6 +17,7 @@ import torch
 import frugal
 from frugal.agents import ALGORITHMS
 from frugal.errors import FrugalError
+from frugal.viewer.pages import read_page
 
 # settings that make each agent cheap enough for a contract test (not for learning)
 FAST: dict[str, list[str]] = {
@@ -100,12 +101,17 @@ def test_evaluate_reports_raw_scores_and_writes_video(algo, tmp_path):
         run_dir=tmp_path / "r",
         overrides=_overrides(algo, 128),
     )
-    result = run.evaluate(episodes=2, video=True)
+    result = run.evaluate(episodes=2, video=True, viewer=True)
     assert result["eval/episodes"] == 2
     assert result["eval/return_mean"] >= 1  # CartPole pays 1 per step survived
     video = Path(result["video"])
     frames = imageio.mimread(video, memtest=False)
     assert len(frames) >= 2 and frames[0].ndim == 3
+    # the episode pages: every step with its frame and what the agent computed (view_record)
+    episodes = [read_page(p) for p in result["viewer"]]
+    assert [len(e["steps"]) for e in episodes] == [len(e["frames"]) for e in episodes]
+    assert sum(len(e["steps"]) for e in episodes) == 2 * result["eval/length_mean"]
+    assert all(step["record"] for e in episodes for step in e["steps"]), f"{algo}: no view_record"
 
 
 def test_bad_checkpoints_are_refused(algo, tmp_path):

@@ -14,7 +14,7 @@ from frugal.config import apply, mutable_keys
 from frugal.envs import describe
 
 ROOT = Path(__file__).resolve().parents[1] / "frugal"
-SHARED = ("envs", "replay", "nets", "search", "report")
+SHARED = ("envs", "replay", "nets", "search", "report", "viewer")
 SUITES = ("frugal.envs.atari", "frugal.envs.minatar_suite", "frugal.envs.gym_suite")
 
 

@@ -54,7 +54,18 @@ class Agent(Protocol):
     arrays or JSON values (no pickled objects); `load_state_dict` restores it exactly.
 
     Optional: `video_panels()` returns None or an object whose `panel(obs, state, first)` draws
-    an image [h, w, 3] that evaluation videos show beside each frame."""
+    an image [h, w, 3] that evaluation videos show beside each frame.
+
+    Optional: `view_record() -> dict[str, np.ndarray] | None`: what the last `act()` call
+    computed, one row per env, for the episode viewer; None when the agent has nothing to show.
+    Keys, each agent giving the ones that apply: `q_values` [n, A] (DQN); `action_probs` [n, A]
+    (discrete) or `action_mean` [n, d] and `action_std` [n, d], with `value` [n] (PPO; SAC gives
+    the tanh of its Gaussian mean, the pre-tanh std and the min of twin Q at the action taken;
+    TD3/DDPG the deterministic action and its value); `root_value` [n], `visit_counts` [n, K],
+    `improved_policy` [n, K], `predicted_reward` [n] and, for sampled search,
+    `candidate_actions` [n, K, d] (EfficientZero); `predicted_reward` [n], `continue_prob` [n],
+    `value` [n] (DreamerV3). Acting keeps references to what it computed anyway and this
+    converts them on request, so acting costs the same when no viewer asks."""
 
     def initial_act_state(self, num_envs: int) -> ActState: ...
 

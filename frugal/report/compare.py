@@ -11,6 +11,9 @@
   and for Atari the human-normalised scores next to published Atari 100k results;
 - `scores.csv`: one row per run with its final score (and HNS for Atari).
 
+`report.md` also links each run's episode pages (`frugal eval RUN_DIR --viewer`) where it has
+them, those of its latest evaluation with --viewer.
+
 How the numbers are made:
 
 - Final score of a run: the metric's value on the last line that has it (for `eval/*` metrics: the
@@ -43,7 +46,7 @@ import numpy as np
 from frugal.errors import FrugalError, closest
 from frugal.report import atari
 from frugal.report.stats import Curve, bootstrap_ci, iqm, seed_curve
-from frugal.runs import X_KEYS, Run, find_runs, load_run
+from frugal.runs import X_KEYS, Run, find_runs, load_run, viewer_pages
 
 DEFAULT_OUT = "compare"
 
@@ -127,6 +130,7 @@ class CompareResult:
     hns_summary: list[HnsSummary] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    viewer: dict[Path, list[Path]] = field(default_factory=dict)  # run dir -> episode pages
 
     def summary(self) -> str:
         """A few lines for the console: final scores per group, HNS, warnings, where the files
@@ -255,6 +259,7 @@ def compare(
         hns_summary=summary,
         warnings=warnings,
         notes=notes,
+        viewer={r.dir: pages for r in usable if (pages := viewer_pages(r.dir))},
     )
     _write_csv(result)
     from frugal.report.markdown import render

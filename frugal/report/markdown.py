@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from frugal.report import atari
@@ -84,6 +86,8 @@ def render(res: CompareResult) -> str:
         out += _env_section(res, env, [g for g in res.groups if g.env == env], _show)
     if res.hns_metric is not None and (res.games or res.hns_summary):
         out += _atari_section(res)
+    if res.viewer:
+        out += _viewer_section(res)
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -234,3 +238,21 @@ def _atari_section(res: CompareResult) -> list[str]:
         out += ["### Over games", ""]
         out += table(["method", "games", "mean HNS", "median HNS", "IQM HNS"], rows)
     return out
+
+
+def _viewer_section(res: CompareResult) -> list[str]:
+    """Links, relative to report.md, to each run's episode pages."""
+    out = [
+        "## Episode viewer",
+        "",
+        "Each run's latest pages of `frugal eval RUN_DIR --viewer`:",
+        "",
+    ]
+    for run_dir, pages in sorted(res.viewer.items()):
+        links = ", ".join(
+            f"[episode {p.stem.rsplit('-', 1)[1].lstrip('0') or '0'}]"
+            f"({Path(os.path.relpath(p, res.out_dir)).as_posix()})"
+            for p in pages
+        )
+        out.append(f"- `{_show(run_dir)}` (env step {pages[0].name.split('-')[2]}): {links}")
+    return out + [""]

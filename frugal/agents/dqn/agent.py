@@ -74,9 +74,15 @@ class Agent:
     def act(self, obs, state, first, *, explore: bool, rng: np.random.Generator):
         eps = self.epsilon() if explore else self.cfg.eval_eps
         with precision.autocast(self.precision, self.device, len(obs)):
-            greedy = self.q(precision.to_device(obs, self.device)).argmax(1).cpu().numpy()
+            self._q_values = self.q(precision.to_device(obs, self.device))
+            greedy = self._q_values.argmax(1).cpu().numpy()
         random = rng.integers(0, self.spec.num_actions, size=len(obs))
         return np.where(rng.random(len(obs)) < eps, random, greedy), state
+
+    def view_record(self) -> dict[str, np.ndarray] | None:
+        """The Q-values [n, A] the last act() chose from, for the episode viewer."""
+        q = getattr(self, "_q_values", None)
+        return None if q is None else {"q_values": q.float().cpu().numpy()}
 
     def observe(self, t: Transition) -> None:
         reward = np.clip(t.reward, -1, 1) if self.cfg.reward_clip else t.reward

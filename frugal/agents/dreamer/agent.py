@@ -26,7 +26,7 @@ from frugal.agents.dreamer.config import Config, encoder_kind, net_sizes, valida
 from frugal.agents.dreamer.video import OpenLoopVideo
 from frugal.envs.base import EnvSpec
 from frugal.nets import precision
-from frugal.nets.distributions import symlog_buckets
+from frugal.nets.distributions import symlog_buckets, twohot_mean
 from frugal.nets.dreamer import Actor, Critic, WorldModel
 from frugal.nets.optim import clipped_step
 from frugal.nets.returns import PercentileNormaliser
@@ -129,7 +129,8 @@ class Agent:
             noise,
         )
         stoch, deter = stoch[0], deter[0]
-        dist = self.actor(torch.cat([deter, stoch], -1))
+        self._feat = torch.cat([deter, stoch], -1)
+        dist = self.actor(self._feat)
         if explore or self.cfg.eval_sample:
             action = self.actor.sample(dist, gen)
         else:
@@ -137,6 +138,23 @@ class Agent:
         if not self.spec.discrete:
             action = action.clamp(-1.0, 1.0)
         return self._to_env(action), {"deter": deter, "stoch": stoch, "action": action}
+
+    @torch.no_grad()
+    def view_record(self) -> dict[str, np.ndarray] | None:
+        """What the model expects at the last act()'s posterior state, for the episode viewer:
+        the reward, the probability that the episode continues, and the critic's value."""
+        feat = getattr(self, "_feat", None)
+        if feat is None:
+            return None
+        with self.autocast():
+            reward_logits = self.wm.reward(feat).float()
+            cont_logits = self.wm.cont(feat).float().squeeze(-1)
+            value_logits = self.critic(feat).float()
+        return {
+            "predicted_reward": twohot_mean(reward_logits, self.buckets).cpu().numpy(),
+            "continue_prob": torch.sigmoid(cont_logits).cpu().numpy(),
+            "value": twohot_mean(value_logits, self.buckets).cpu().numpy(),
+        }
 
     def video_panels(self) -> OpenLoopVideo | None:
         """Evaluation videos of pixel envs show the world model's open-loop predictions."""

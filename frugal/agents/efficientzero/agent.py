@@ -132,6 +132,7 @@ class Agent:
         else:
             stored = cand.cpu()[torch.arange(len(slot)), slot].numpy().astype(np.float32)
             action = sampled.to_env(stored, self.spec.action_low, self.spec.action_high)
+        self._view = (obs_t, out, cand, stored)
         if explore:
             self._pending = {
                 "action": stored,
@@ -141,6 +142,25 @@ class Agent:
             if cand is not None:
                 self._pending["sampled"] = cand.float().cpu().numpy()
         return action, state
+
+    def view_record(self) -> dict[str, np.ndarray] | None:
+        """The last act()'s search, for the episode viewer: root value, visit counts, improved
+        policy, candidates (sampled search) and the reward predicted for the action taken."""
+        view = getattr(self, "_view", None)
+        if view is None:
+            return None
+        obs_t, out, cand, stored = view
+        taken = torch.as_tensor(stored, device=self.device)
+        reward = self.version.model.predicted_reward(self.net, obs_t, taken)
+        record = {
+            "root_value": out.root_value.float().cpu().numpy(),
+            "visit_counts": out.visit_counts.cpu().numpy(),
+            "improved_policy": out.action_weights.float().cpu().numpy(),
+            "predicted_reward": reward.float().cpu().numpy(),
+        }
+        if cand is not None:
+            record["candidate_actions"] = cand.float().cpu().numpy()
+        return record
 
     def observe(self, t: Transition) -> None:
         pending = self._pending

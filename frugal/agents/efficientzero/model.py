@@ -164,6 +164,18 @@ class SearchModel:
 
         return recurrent
 
+    @torch.inference_mode()
+    def predicted_reward(
+        self, net: MuZeroNet, obs: torch.Tensor, action: torch.Tensor
+    ) -> torch.Tensor:
+        """The reward [N] the model predicts for taking `action` [N] (slot) or [N, D] (Box, in
+        [-1, 1]) from observations `obs` [N, ...]: one dynamics step from the root (a value
+        prefix after one step from a zero LSTM state is that step's reward)."""
+        with self.autocast(len(obs)):
+            s = net.represent(obs)
+            _, rlog, _ = net.dynamics(s, action, net.initial_reward_state(len(s), s.device))
+        return self.reward_support.decode(rlog.float())
+
     def search(
         self,
         method: Callable[..., SearchOutput],

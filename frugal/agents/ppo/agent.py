@@ -129,10 +129,12 @@ class Agent:
         x = self._prepare(obs)
         if not explore:  # evaluation: the mode of the policy (the env clips Gaussian means)
             out = self.net.policy(self._layout(x))
+            self._view = (x, out, None)
             if self.spec.discrete:
                 return out.argmax(-1).cpu().numpy(), state
             return out.cpu().numpy(), state
         out, value = self.net(self._layout(x))
+        self._view = (x, out, value)
         if self.spec.discrete:
             action = sample_categorical(out, rng)
         else:
@@ -143,6 +145,25 @@ class Agent:
         logp, _ = self._log_prob_entropy(out, action_t)
         self._pending = (obs, action, x, action_t, logp, value)
         return action, state
+
+    @torch.no_grad()
+    def view_record(self) -> dict[str, np.ndarray] | None:
+        """The policy and value of the last act(), for the episode viewer (greedy acting skips
+        the value head, so it runs here, on the same input)."""
+        view = getattr(self, "_view", None)
+        if view is None:
+            return None
+        x, out, value = view
+        if value is None:
+            value = self.net.value(self._layout(x))
+        record = {"value": value.float().cpu().numpy()}
+        if self.spec.discrete:
+            record["action_probs"] = out.float().softmax(-1).cpu().numpy()
+        else:
+            record["action_mean"] = out.float().cpu().numpy()
+            std = self.net.log_std.float().exp().expand_as(out)
+            record["action_std"] = std.cpu().numpy()
+        return record
 
     def observe(self, t: Transition) -> None:
         pending, self._pending = self._pending, None
