@@ -76,11 +76,31 @@ def _list(only: str | None) -> None:
     if not only:
         print("  ('frugal list ALGO' shows each preset's full description and deviations)")
     print("env suites (--env) and protocols (env.protocol=...):")
-    examples = {"atari": "atari/Breakout", "minatar": "minatar/breakout", "gym": "gym/CartPole-v1"}
+    examples = {
+        "atari": "atari/Breakout", "minatar": "minatar/breakout", "gym": "gym/CartPole-v1",
+        "dmc": "dmc/cartpole-swingup",
+    }  # fmt: skip
     for suite, protocols in PROTOCOLS.items():
         print(
             f"  {suite + '/...':<12} e.g. {examples[suite]:<18} protocols: {', '.join(protocols)}"
         )
+    print(
+        textwrap.fill(
+            dmc_tasks(), 96, initial_indent="  ", subsequent_indent=" " * 4, break_on_hyphens=False
+        )
+    )
+
+
+def dmc_tasks() -> str:
+    """The DeepMind Control tasks, or what to install to get them."""
+    from frugal.envs.dmc_suite import load_suite
+    from frugal.errors import FrugalError
+
+    try:
+        suite = load_suite()
+    except FrugalError as e:
+        return f"dmc tasks: {e}"
+    return "dmc tasks (dmc/DOMAIN-TASK): " + ", ".join(f"{d}-{t}" for d, t in suite.ALL_TASKS)
 
 
 def run(argv: list[str]) -> int:

@@ -1,5 +1,5 @@
 """`make_env(config, num_envs)` -> a vectorised env for any suite: `atari/<Game>`,
-`minatar/<game>`, `gym/<Gymnasium id>`."""
+`minatar/<game>`, `gym/<Gymnasium id>`, `dmc/<domain>-<task>`."""
 
 from __future__ import annotations
 
@@ -26,6 +26,10 @@ def make_env(
         from frugal.envs.minatar_suite import MinAtarVecEnv
 
         return MinAtarVecEnv(config, num_envs)
+    if suite == "dmc":
+        from frugal.envs.dmc_suite import DMCVecEnv
+
+        return DMCVecEnv(config, num_envs, render=render)
     from frugal.envs.gym_suite import GymVecEnv
 
     return GymVecEnv(config, num_envs, render=render)
