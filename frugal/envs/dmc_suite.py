@@ -260,4 +260,5 @@ class DMCVecEnv(VecEnv):
 
     def close(self) -> None:
         for env in self._envs:
+            env.physics.free()  # GL contexts freed now, not by an atexit hook after shutdown
             env.close()

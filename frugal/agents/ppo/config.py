@@ -177,8 +177,9 @@ PRESETS = {
         "agent steps (1M env frames at action repeat 2), clip 0.2, GAE 0.99/0.95, no entropy "
         "bonus, separate tanh 64-64 actor and critic with state-independent log-std, running "
         "observation and return normalisation. Not in the paper: the DMC tasks and the "
-        "normalisation (from OpenAI baselines); env.obs=pixels gives 64x64 RGB x3 (as DrQ) to "
-        "the Nature CNN. Not benchmarked; a baseline, not a tuned recipe.",
+        "normalisation (from OpenAI baselines); env.obs=pixels (with agent.norm_obs=false) gives "
+        "64x64 RGB x3 (as DrQ) to the Nature CNN. Not benchmarked; a baseline, not a tuned "
+        "recipe.",
         env=dict(num_envs=1, obs_size=64, grayscale=False, frame_stack=3),
         run=dict(
             steps=1_000_000,
