@@ -142,7 +142,7 @@ PRESETS = {
         "one frame per step (no stack). The 2024 release uses a 12M-parameter size that the "
         "size table here does not have. On a CPU, override agent.size (XS) and --steps, and say "
         "so where you report it.",
-        env=dict(num_envs=4, obs_size=64, grayscale=False, frame_stack=1),
+        env=dict(protocol="dmc", num_envs=4, obs_size=64, grayscale=False, frame_stack=1),
         run=dict(
             steps=500_000, eval_every=10_000, eval_episodes=10, eval_envs=5, checkpoint_every=10_000
         ),

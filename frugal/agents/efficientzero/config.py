@@ -296,7 +296,7 @@ PRESETS = {
         "release makes 120k. With env.obs=pixels the env follows its dmc_image config (96x96 "
         "RGB x4) but the agent keeps these proprio settings (the release uses the Atari ResNet "
         "and SGD 0.2 there).",
-        env=dict(num_envs=4, obs_size=96, grayscale=False, frame_stack=4),
+        env=dict(protocol="dmc", num_envs=4, obs_size=96, grayscale=False, frame_stack=4),
         run=dict(steps=100_000, eval_every=10_000, eval_episodes=10, checkpoint_every=10_000),
         agent=dict(
             version="v2",

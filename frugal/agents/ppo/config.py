@@ -180,7 +180,7 @@ PRESETS = {
         "normalisation (from OpenAI baselines); env.obs=pixels (with agent.norm_obs=false) gives "
         "64x64 RGB x3 (as DrQ) to the Nature CNN. Not benchmarked; a baseline, not a tuned "
         "recipe.",
-        env=dict(num_envs=1, obs_size=64, grayscale=False, frame_stack=3),
+        env=dict(protocol="dmc", num_envs=1, obs_size=64, grayscale=False, frame_stack=3),
         run=dict(
             steps=1_000_000,
             eval_every=40_960,  # multiples of the 2048-step rollout (4096 frames)
