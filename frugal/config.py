@@ -48,7 +48,9 @@ class EnvConfig:
 
 @dataclass
 class RunConfig:
-    """The runner's clock: all counts are environment steps summed over the vectorised envs."""
+    """The runner's clock: all counts are environment steps summed over the vectorised envs,
+    counted as the suite's papers count them (frames, i.e. agent steps x action repeat, for
+    DeepMind Control; agent steps elsewhere)."""
 
     steps: int = 50_000
     seed: int = 0

@@ -256,6 +256,11 @@ def test_missing_dm_control_names_the_extra(monkeypatch):
         load_suite()
 
 
+def test_pixel_settings_of_dmc_are_refused_elsewhere():
+    with pytest.raises(FrugalError, match="env.obs and env.camera"):
+        make_env(_config("gym/Pendulum-v1", obs="pixels"), 1)
+
+
 def test_unknown_task_lists_the_tasks():
     with pytest.raises(FrugalError, match="cartpole-swingup"):
         make_env(_config("dmc/cartpole-swingupp"), 1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from frugal.config import EnvConfig
 from frugal.envs.base import EnvSpec, StepResult, VecEnv
 from frugal.envs.protocols import PROTOCOLS, resolve, suite_of
+from frugal.errors import FrugalError
 
 __all__ = [
     "EnvSpec", "StepResult", "VecEnv", "describe", "make_env", "resolve", "suite_of", "PROTOCOLS"
@@ -18,6 +19,11 @@ def make_env(
     """Build `num_envs` envs from a config; `training=False` plays full games (evaluation)."""
     config = resolve(config)
     suite = suite_of(config.id)
+    if suite != "dmc" and (config.obs != "proprio" or config.camera is not None):
+        raise FrugalError(
+            f"env.obs and env.camera choose what DeepMind Control envs show (dmc/...); "
+            f"{config.id} has its own observations: leave them out"
+        )
     if suite == "atari":
         from frugal.envs.atari import AtariVecEnv
 
