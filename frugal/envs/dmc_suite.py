@@ -163,7 +163,8 @@ class DMCVecEnv(VecEnv):
         try:
             return self._envs[i].physics.render(size, size, camera_id=camera)
         except Exception as e:  # dm-control raises RuntimeError, MuJoCo FatalError, GL errors
-            raise FrugalError(f"{NO_RENDERER} ({type(e).__name__})") from None
+            backend = os.environ.get("MUJOCO_GL", "unset")
+            raise FrugalError(f"{NO_RENDERER} (MUJOCO_GL={backend}: {type(e).__name__})") from None
 
     def _observe(self, i: int, observation: Mapping[str, Any], first: bool) -> np.ndarray:
         if not self._pixels:
