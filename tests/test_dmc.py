@@ -204,6 +204,17 @@ def test_pixel_observations_stack_rgb_frames_with_zeros_before_the_first():
 
 
 @needs_renderer
+def test_pixel_state_restores_the_terrain_a_renderer_already_holds():
+    config = _config("dmc/quadruped-escape", obs="pixels", obs_size=32, frame_stack=1)
+    original, restored = make_env(config, 1), make_env(config, 1)
+    original.reset(seed=0)
+    restored.reset(seed=1)  # another random terrain, already uploaded to its renderer
+    restored.set_state(json.loads(json.dumps(original.get_state())))
+    action = np.zeros((1, original.spec.num_actions))
+    np.testing.assert_array_equal(original.step(action).obs, restored.step(action).obs)
+
+
+@needs_renderer
 def test_pixel_run_trains_and_writes_an_eval_video(tmp_path):
     import imageio.v2 as imageio
 

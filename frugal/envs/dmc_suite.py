@@ -247,6 +247,7 @@ class DMCVecEnv(VecEnv):
                 getattr(model, key)[...] = decode(value)
             if saved["hfield"] is not None:
                 model.hfield_data[...] = decode(saved["hfield"])
+                self._upload_terrain(env.physics)
             restore_object(env.task, saved["task"])
             full = mujoco.mjtState.mjSTATE_INTEGRATION
             env.physics.set_state(decode(saved["physics"]), full)
@@ -255,6 +256,17 @@ class DMCVecEnv(VecEnv):
             env._reset_next_step = False
             if self._pixels:
                 self._frames_held[i] = decode(saved["frames"])
+
+    @staticmethod
+    def _upload_terrain(physics: Any) -> None:
+        """A renderer already made holds the old height fields (quadruped-escape's terrain)."""
+        import mujoco
+
+        if not physics.contexts:
+            return
+        with physics.contexts.gl.make_current() as ctx:
+            for h in range(physics.model.nhfield):
+                ctx.call(mujoco.mjr_uploadHField, physics.model.ptr, physics.contexts.mujoco.ptr, h)
 
     def render(self) -> np.ndarray:
         return np.stack([self._render(i, VIDEO_SIZE, self._camera) for i in range(self.num_envs)])
