@@ -20,8 +20,8 @@ with one line saying what to install; proprioceptive runs do not need one.
 
 The state (`get_state`) is exact: MuJoCo's full integration state (time, positions, velocities,
 actuator activations, controls, solver warm start), the model fields tasks change per episode
-(target positions, sizes, colours), the task's own counters and random state, and the episode's
-frame count and frame stack, all as JSON values.
+(target positions, sizes, colours, terrain), the task's own counters and random state, and
+the episode's frame count and frame stack, all as JSON values.
 """
 
 from __future__ import annotations
