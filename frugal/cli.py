@@ -25,9 +25,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train an agent from scratch")
     p.add_argument("algo", help="algorithm (see 'frugal list')")
-    p.add_argument("--env", required=True, help="atari/<Game>, minatar/<game> or gym/<id>")
+    p.add_argument(
+        "--env", required=True, help="atari/<Game>, minatar/<game>, gym/<id> or dmc/<domain>-<task>"
+    )
     p.add_argument("--preset", help="named settings (default: chosen from the env)")
-    p.add_argument("--steps", type=int, help="env steps, summed over the vectorised envs")
+    p.add_argument("--steps", type=int, help="env steps summed over the envs (dmc: frames)")
     p.add_argument("--seed", type=int)
     p.add_argument("--run-dir", help="where the run is written (default: runs/<algo>-<env>-...)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="e.g. agent.lr=1e-4")
@@ -83,11 +85,31 @@ def _list(only: str | None) -> None:
     if not only:
         print("  ('frugal list ALGO' shows each preset's full description and deviations)")
     print("env suites (--env) and protocols (env.protocol=...):")
-    examples = {"atari": "atari/Breakout", "minatar": "minatar/breakout", "gym": "gym/CartPole-v1"}
+    examples = {
+        "atari": "atari/Breakout", "minatar": "minatar/breakout", "gym": "gym/CartPole-v1",
+        "dmc": "dmc/cartpole-swingup",
+    }  # fmt: skip
     for suite, protocols in PROTOCOLS.items():
         print(
-            f"  {suite + '/...':<12} e.g. {examples[suite]:<18} protocols: {', '.join(protocols)}"
+            f"  {suite + '/...':<12} e.g. {examples[suite]:<20} protocols: {', '.join(protocols)}"
         )
+    print(
+        textwrap.fill(
+            dmc_tasks(), 96, initial_indent="  ", subsequent_indent=" " * 4, break_on_hyphens=False
+        )
+    )
+
+
+def dmc_tasks() -> str:
+    """The DeepMind Control tasks, or what to install to get them."""
+    from frugal.envs.dmc_suite import load_suite
+    from frugal.errors import FrugalError
+
+    try:
+        suite = load_suite()
+    except FrugalError as e:
+        return f"dmc tasks: {e}"
+    return "dmc tasks (dmc/DOMAIN-TASK): " + ", ".join(f"{d}-{t}" for d, t in suite.ALL_TASKS)
 
 
 def run(argv: list[str]) -> int:

@@ -28,14 +28,18 @@ class EnvConfig:
     id: str = "gym/CartPole-v1"
     num_envs: int = 1  # vectorised training envs
     vectorization: str = "sync"  # gym suite: sync | async (one process per env)
-    protocol: str = "auto"  # atari: atari100k | machado; minatar: minatar; gym: gym
-    # Atari (ale-py AtariVectorEnv) and MinAtar settings; None = the protocol's value
+    protocol: str = "auto"  # atari: atari100k | machado; minatar: minatar; gym: gym; dmc: dmc
+    # Atari (ale-py AtariVectorEnv), MinAtar and DeepMind Control settings; None = the
+    # protocol's value
     sticky_actions: float | None = None  # repeat_action_probability
-    frame_skip: int | None = None
+    frame_skip: int | None = None  # action repeat (dmc: physics control steps per action)
     noop_max: int | None = None
     episodic_life: bool | None = None  # life loss ends the learner's episode (training only)
     fire_reset: bool | None = None
     max_episode_frames: int | None = None  # emulator frames; 108k = 30 minutes of play
+    # dmc: proprio (the task's observation dict flattened) | pixels (rendered RGB frames)
+    obs: str = "proprio"
+    camera: int | None = None  # dmc pixels and videos; None = the task's (0; quadruped 2)
     # observation shape for pixel envs (set by the agent's preset)
     obs_size: int = 84
     grayscale: bool = True
@@ -44,7 +48,9 @@ class EnvConfig:
 
 @dataclass
 class RunConfig:
-    """The runner's clock: all counts are environment steps summed over the vectorised envs."""
+    """The runner's clock: all counts are environment steps summed over the vectorised envs,
+    counted as the suite's papers count them (frames, i.e. agent steps x action repeat, for
+    DeepMind Control; agent steps elsewhere)."""
 
     steps: int = 50_000
     seed: int = 0

@@ -164,7 +164,7 @@ def evaluate(
             if rec.pages is not None:
                 rec.pages.reward(result.reward[0])
             ep_return += result.reward
-            ep_length += 1
+            ep_length += env.spec.frames_per_step  # lengths in env steps, as training counts
             for i in np.flatnonzero(result.reset):
                 if done_count[i] < quota[i]:
                     returns.append(float(ep_return[i]))

@@ -144,6 +144,10 @@ class Runner:
         torch.manual_seed(run.seed)
         self.env = make_env(config.env, config.env.num_envs, training=True)
         self.agent = build_agent(config, self.env.spec, config.env.num_envs)
+        # env steps are counted as the suite's papers count them (frames for dmc); the agent's
+        # own schedule (replay ratio, learning starts) counts agent steps
+        self.frames = self.env.spec.frames_per_step
+        self.step_size = config.env.num_envs * self.frames  # env steps per vectorised step
         self.act_rng = np.random.default_rng([run.seed, 1])
         self.env_step = 0
         self.updates = 0
@@ -189,7 +193,7 @@ class Runner:
                 before = self.env_step, self.updates
                 if self.env_step < run.steps:
                     self._collect_step()
-                    due = self.agent.updates_due(self.env_step)
+                    due = self.agent.updates_due(self.env_step // self.frames)
                 else:  # training that the agent schedules after collection ends
                     due = self.updates + 1
                 while self.updates < due:
@@ -235,7 +239,8 @@ class Runner:
 
     def _finished(self) -> bool:
         steps = self.config.run.steps
-        return self.env_step >= steps and self.updates >= self.agent.final_updates_due(steps)
+        due = self.agent.final_updates_due(steps // self.frames)
+        return self.env_step >= steps and self.updates >= due
 
     def _on_signal(self, signum, frame) -> None:
         self._stop_signal = signum  # finish the current step, checkpoint, then stop
@@ -265,19 +270,19 @@ class Runner:
         """The learner takes one vectorised step; the episode statistics count it."""
         self.agent.observe(t)
         self.episode_returns += t.reward
-        self.episode_lengths += 1
+        self.episode_lengths += self.frames
         for i in np.flatnonzero(t.reset):
             self._pending["train/episode_return"].append(float(self.episode_returns[i]))
             self._pending["train/episode_length"].append(float(self.episode_lengths[i]))
             self.episode_returns[i] = 0.0
             self.episode_lengths[i] = 0
-        self.env_step += self.config.env.num_envs
+        self.env_step += self.step_size
 
     # ------------------------------------------------------------------- acting in chunks
 
     def _total_steps(self) -> int:
         """Vectorised steps of the whole collection."""
-        return -(-self.config.run.steps // self.config.env.num_envs)
+        return -(-self.config.run.steps // self.step_size)
 
     def _boundary(self) -> bool:
         """Between requests: every slice's state is the one after the last step observed."""
@@ -292,7 +297,7 @@ class Runner:
         if self._start_states is not None and not self.backend.capturable:
             # the envs' state could not be saved: the games in progress restarted
             self.agent.restart(np.concatenate([states[j]["obs"] for j in sorted(states)]))
-        self._next_submit = self.env_step // self.config.env.num_envs
+        self._next_submit = self.env_step // self.step_size
         self._rows, self._row = None, 0
         self._launch()
 
@@ -311,7 +316,7 @@ class Runner:
 
     def _after_updates(self) -> None:
         """At the end of a chunk, after the updates it owes: the acting state for later chunks."""
-        t = self.env_step // self.config.env.num_envs
+        t = self.env_step // self.step_size
         if t % self.chunk == 0 and t // self.chunk - 1 not in self._snapshots:
             self._snapshots[t // self.chunk - 1] = self.agent.acting_state()
             oldest = t // self.chunk - 1 - self.lag
@@ -378,7 +383,7 @@ class Runner:
         """Where each slice continues from, and the acting states the schedule owes (taken
         from the learner when a checkpoint of a run acting every step has none: at lag 0 the
         state after the last updates is the one owed)."""
-        run, n = self.config.run, self.config.env.num_envs
+        run = self.config.run
         count = run.act_slices
         rngs = state.get("act_rngs") or [state["act_rng"]]
         saved = state.get("env")
@@ -397,7 +402,7 @@ class Runner:
                 np.random.default_rng([run.seed, 3, self.env_step]).integers(2**31)
             )
         self._snapshots = {int(k): v for k, v in state.get("acting", {}).items()}
-        c = self.env_step // n // self.chunk
+        c = self.env_step // self.step_size // self.chunk
         for key in range(max(c - 1 - self.lag, -1), c):
             if key not in self._snapshots:
                 self._snapshots[key] = self.agent.acting_state()

@@ -157,10 +157,13 @@ def ratio_updates_due(env_step: int, replay_ratio: float, learning_starts: int) 
     return int((env_step - learning_starts) * Fraction(replay_ratio).limit_denominator(10_000))
 
 
-def preset_by_suite(spec: EnvSpec, atari: str) -> str:
-    """The preset an agent uses when none is named: by suite, then by action space."""
+def preset_by_suite(spec: EnvSpec, atari: str, dmc: str | None = None) -> str:
+    """The preset an agent uses when none is named: by suite, then by action space. DeepMind
+    Control tasks get `dmc` where the agent has such a preset, else its continuous-action one."""
     if spec.suite == "atari":
         return atari
     if spec.suite == "minatar":
         return "minatar"
+    if spec.suite == "dmc" and dmc:
+        return dmc
     return "cartpole" if spec.discrete else "pendulum"

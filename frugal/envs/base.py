@@ -26,9 +26,12 @@ class EnvSpec:
     action_low: np.ndarray | None = None  # continuous bounds [action_dim]
     action_high: np.ndarray | None = None
     obs_high: float = 1.0  # networks divide pixel observations by this (255 for Atari)
-    suite: str = "gym"  # atari | minatar | gym: presets are picked by suite and action space
+    suite: str = "gym"  # atari | minatar | gym | dmc: presets are picked by suite and action space
     # binary-grid observations (MinAtar): uint8 [channels, 3], the colour each channel is drawn in
     palette: np.ndarray | None = None
+    # env steps the runner counts per agent step: the action repeat where the suite's papers
+    # count frames (dmc); 1 where they count agent steps (Atari 100k, MinAtar, Gymnasium)
+    frames_per_step: int = 1
 
 
 @dataclass

@@ -58,9 +58,15 @@ PROTOCOLS: dict[str, dict[str, dict]] = {
     },
     # Gymnasium ids keep their registered time limits and dynamics.
     "gym": {"gym": {}},
+    # DeepMind Control as DreamerV3 and TD-MPC2 report it: action repeat 2 (rewards of the two
+    # frames summed), 1,000-frame episodes ended by time limit only (truncated, bootstrapped),
+    # env steps counted in frames. Sticky actions, no-ops, lives and FIRE do not apply.
+    "dmc": {
+        "dmc": dict(frame_skip=2, max_episode_frames=1_000),
+    },
 }
 
-DEFAULT_PROTOCOL = {"atari": "atari100k", "minatar": "minatar", "gym": "gym"}
+DEFAULT_PROTOCOL = {"atari": "atari100k", "minatar": "minatar", "gym": "gym", "dmc": "dmc"}
 
 
 def suite_of(env_id: str) -> str:
@@ -80,4 +86,8 @@ def resolve(env: EnvConfig) -> EnvConfig:
     for key, value in PROTOCOLS[suite][name].items():
         if getattr(resolved, key) is None:
             setattr(resolved, key, value)
+    if suite == "dmc" and resolved.camera is None:
+        from frugal.envs.dmc_suite import default_camera
+
+        resolved.camera = default_camera(env.id.split("/", 1)[1].partition("-")[0])
     return resolved

@@ -281,11 +281,70 @@ PRESETS = {
             target_update_interval=100,
         ),
     ),
+    "dmc": Preset(
+        doc="EfficientZero V2 on DeepMind Control, proprioceptive (its released dmc_state "
+        "config): MLP body 256 with 2 residual blocks, latent 128, heads 256-256, projection "
+        "512 to 128, predictor 512, squashed Gaussian policy with 16 sampled actions per node (4 "
+        "from the policy, 12 with its std x3), Gumbel 32 simulations over 16, discount 0.997, "
+        "TD 5, unroll 5, 51-bin supports over values [-299,299] and rewards [-2,2], losses r1 "
+        "v0.5 p1 c2 entropy 5e-2, Adam 3e-4 (1k warm-up, no decay), weight decay 2e-5, grad "
+        "norm 5, PER a1 b1, batch 256, 4 envs, SVE after 40k updates for data older than 20k "
+        "transitions, targets refreshed every 200 updates, one update per agent step and 1.2 "
+        "per agent step in all. Deviations: the released config collects 100k transitions at "
+        "action repeat 2; this preset runs 100k env frames (50k agent steps), the budget the "
+        "DMC comparisons with TD-MPC2 and DreamerV3 count, so it makes 60k updates where the "
+        "release makes 120k. With env.obs=pixels the env follows its dmc_image config (96x96 "
+        "RGB x4) but the agent keeps these proprio settings (the release uses the Atari ResNet "
+        "and SGD 0.2 there).",
+        env=dict(protocol="dmc", num_envs=4, obs_size=96, grayscale=False, frame_stack=4),
+        run=dict(steps=100_000, eval_every=10_000, eval_episodes=10, checkpoint_every=10_000),
+        agent=dict(
+            net="mlp",
+            hidden=256,
+            latent=128,
+            blocks=2,
+            fc=(256, 256),
+            proj_hidden=512,
+            proj_out=128,
+            pred_hidden=512,
+            # the release's DMC supports span values [-299, 299] and rewards [-2, 2] in 51 bins
+            # after h(x) = sign(x)(sqrt(|x|+1) - 1) + 0.001x: h(299) = 16.6195, h(2) = 0.7341
+            value_support=(-16.6195, 16.6195, 51.0),
+            reward_support=(-0.7341, 0.7341, 51.0),
+            num_simulations=32,
+            max_considered_actions=16,
+            num_sampled_actions=16,
+            policy_sampled_actions=4,
+            std_magnification=3.0,
+            discount=0.997,
+            batch_size=256,
+            buffer_size=100_000,
+            learning_starts=2_000,
+            replay_ratio=1.0,
+            final_update_ratio=1.2,
+            reanalyze_ratio=1.0,
+            mixed_value_start=40_000,
+            mixed_value_threshold=20_000,
+            value_coef=0.5,
+            consistency_coef=2.0,
+            entropy_coef=5e-2,
+            optimizer="adam",
+            lr=3e-4,
+            weight_decay=2e-5,
+            lr_warmup_updates=1_000,
+            lr_decay_updates=0,
+            grad_clip=5.0,
+            target_update_interval=200,
+            per_alpha=1.0,
+            per_beta=1.0,
+            augment=False,
+        ),
+    ),
 }
 
 
 def default_preset(spec: EnvSpec) -> str:
-    return preset_by_suite(spec, atari="atari100k")
+    return preset_by_suite(spec, atari="atari100k", dmc="dmc")
 
 
 # ------------------------------------------------------------------------------- validation

@@ -171,11 +171,42 @@ PRESETS = {
             norm_reward=True,
         ),
     ),
+    "dmc": Preset(
+        doc="DeepMind Control with the paper's MuJoCo settings (Schulman et al. 2017): 1 env x "
+        "2048 agent steps, 32 minibatches of 64, 10 epochs, lr 3e-4 annealed to 0 over 500k "
+        "agent steps (1M env frames at action repeat 2), clip 0.2, GAE 0.99/0.95, no entropy "
+        "bonus, separate tanh 64-64 actor and critic with state-independent log-std, running "
+        "observation and return normalisation. Not in the paper: the DMC tasks and the "
+        "normalisation (from OpenAI baselines); env.obs=pixels (with agent.norm_obs=false) gives "
+        "64x64 RGB x3 (as DrQ) to the Nature CNN. Not benchmarked; a baseline, not a tuned "
+        "recipe.",
+        env=dict(protocol="dmc", num_envs=1, obs_size=64, grayscale=False, frame_stack=3),
+        run=dict(
+            steps=1_000_000,
+            eval_every=40_960,  # multiples of the 2048-step rollout (4096 frames)
+            eval_episodes=10,
+            log_every=4_096,
+            checkpoint_every=40_960,
+        ),
+        agent=dict(
+            num_steps=2048,
+            num_minibatches=32,
+            update_epochs=10,
+            discount=0.99,
+            gae_lambda=0.95,
+            lr=3e-4,
+            anneal_steps=500_000,
+            clip_range=0.2,
+            ent_coef=0.0,
+            norm_obs=True,
+            norm_reward=True,
+        ),
+    ),
 }
 
 
 def default_preset(spec: EnvSpec) -> str:
-    return preset_by_suite(spec, atari="atari")
+    return preset_by_suite(spec, atari="atari", dmc="dmc")
 
 
 def check(cfg: Config, spec: EnvSpec, num_envs: int) -> None:
