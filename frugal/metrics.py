@@ -105,9 +105,12 @@ class Progress:
             info += f"  ETA {_duration(eta)}"
         shares = []
         for kind, (count, seconds) in (busy or {}).items():
-            share = (seconds - self._busy.get(kind, seconds)) / max(since * count, 1e-9)
+            text = f"{kind} {count}x"
+            if kind in self._busy:  # a share since the last display
+                share = (seconds - self._busy[kind]) / max(since * count, 1e-9)
+                text += f" {min(share, 1.0):.0%} busy"
             self._busy[kind] = seconds
-            shares.append(f"{kind} {count}x {min(share, 1.0):.0%} busy")
+            shares.append(text)
         if shares or staleness:
             info += "  [" + ", ".join(shares + ([staleness] if staleness else [])) + "]"
         if self._bar is not None:

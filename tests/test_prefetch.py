@@ -107,3 +107,15 @@ def test_reanalysis_workers_need_an_agent_that_draws_ahead(tmp_path):
     with pytest.raises(FrugalError, match="set agent.prefetch to 1 or more"):
         frugal.train("efficientzero", ENV, steps=64, run_dir=tmp_path / "b",
                      overrides=["run.reanalysers=1"])  # fmt: skip
+
+
+def test_progress_shows_the_workers_busy_share_and_the_staleness(capsys):
+    from frugal.metrics import Progress
+
+    staleness = "act lag 1 chunk of 8, prefetch 2"
+    progress = Progress(total_steps=100, start_step=0, enabled=True)
+    progress.update(10, 0, 0, None, {"act": (2, 1.0), "reanalyse": (1, 0.5)}, staleness)
+    assert "[act 2x, reanalyse 1x, act lag 1 chunk of 8, prefetch 2]" in capsys.readouterr().err
+    progress._last_print -= 4.0  # four seconds later: 6 s of acting on 2 workers, 1 s of 1
+    progress.update(100, 0, 0, None, {"act": (2, 7.0), "reanalyse": (1, 1.5)}, staleness)
+    assert "[act 2x 75% busy, reanalyse 1x 25% busy, act lag" in capsys.readouterr().err
