@@ -333,6 +333,7 @@ class Runner:
         self.backend = make_backend(self.config)
         states = self.backend.start(self._start_states, self._reset_seed)
         if self.backend.reanalysers is not None:
+            self.backend.reanalysers.learner = self.agent.reanalyser()  # helps when it waits
             self.agent.prefetch.use(self.backend.reanalysers)
         if self._start_states is not None and not self.backend.capturable:
             # the envs' state could not be saved: the games in progress restarted

@@ -5,7 +5,9 @@ names a target-weight version; each version's weights are put in the object stor
 fetched by a worker only when it has not loaded that version. Results are taken in the order the
 learner consumes them; every wait has a timeout that names the worker; a worker that dies or
 stays silent is replaced and given again every job it owed, which it computes exactly as the
-lost one would have (the job and the version fix the result)."""
+lost one would have (the job and the version fix the result). When the learner finds a batch
+not yet reanalysed, it reanalyses the next batch it draws itself (`learner`), as the workers
+would: who computes a batch never changes it, only how long the learner waits."""
 
 from __future__ import annotations
 
@@ -48,7 +50,8 @@ class _Reanalyser:
 
 
 class RayReanalysers:
-    """M reanalysis workers; jobs are dealt out in turn."""
+    """M reanalysis workers; jobs are dealt out in turn, and to `learner` (the learner's own
+    Reanalyser, when given) after the learner had to wait."""
 
     def __init__(self, config: Config, count: int, timeout: float):
         self.config, self.timeout = config, timeout
@@ -56,8 +59,11 @@ class RayReanalysers:
         self.workers = [self._actor_class.remote(config) for _ in range(count)]
         self.nodes = [self._wait(w, self.workers[w].node.remote(), "start") for w in range(count)]
         self._weights: dict[int, Any] = {}  # version -> object ref of its weights
-        self._jobs: dict[int, list] = {}  # update -> [worker, result ref, job, version]
+        # update -> [worker (None: the learner), result ref, job, version, weights]
+        self._jobs: dict[int, list] = {}
         self._turn = 0
+        self.learner: Any = None  # a Reanalyser in the learner's process, or None
+        self._behind = False  # the learner waited for the last batch it took
         self.restarts = 0
         self.busy_s = 0.0  # the workers' computing time, summed
 
@@ -78,17 +84,28 @@ class RayReanalysers:
     def submit(self, key: int, job: dict[str, Any], version: int, weights: dict) -> None:
         if version not in self._weights:
             self._weights[version] = ray.put(_to_cpu(weights))
+        if self._behind and self.learner is not None:
+            self._behind = False
+            self._jobs[key] = [None, None, job, version, weights]
+            return
         w = self._turn % len(self.workers)
         self._turn += 1
-        self._jobs[key] = [w, None, job, version]
+        self._jobs[key] = [w, None, job, version, weights]
         self._send(key)
 
     def _send(self, key: int) -> None:
         entry = self._jobs[key]
-        w, _, job, version = entry
+        w, _, job, version, _ = entry
         entry[1] = self.workers[w].run.remote(job, version, [self._weights[version]])
 
     def take(self, key: int) -> dict[str, Any]:
+        w, ref, job, version, weights = self._jobs[key]
+        if w is None:
+            del self._jobs[key]
+            out = self.learner(job, version, weights)
+            out.pop("busy_s")
+            return out
+        self._behind = not ray.wait([ref], timeout=0)[0]
         tries = 0
         while True:
             w, ref = self._jobs[key][:2]
