@@ -101,6 +101,13 @@ def validate(config: Config) -> None:
             f"run.on_nonfinite must be {' or '.join(NONFINITE)}, got '{run.on_nonfinite}'",
         )
     )
+    prefetch = getattr(config.agent, "prefetch", None)  # agents with reanalysis draw ahead
+    checks += [
+        (run.reanalysers == 0 or prefetch is not None, f"run.reanalysers: {config.algo} has "
+         "no reanalysis to hand out (EfficientZero has); set run.reanalysers=0"),
+        (run.reanalysers == 0 or prefetch != 0, f"run.reanalysers={run.reanalysers} "
+         "reanalyses batches drawn ahead; set agent.prefetch to 1 or more"),
+    ]  # fmt: skip
     checks += _common_agent_checks(config.agent)
     for ok, message in checks:
         if not ok:

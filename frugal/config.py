@@ -71,9 +71,12 @@ class RunConfig:
     # act_chunk=0 acts every step with the newest weights in the learner's process (chunks of
     # one step, lag 0). The envs are acted on in `act_slices` fixed slices, each with its own
     # random stream; `actors` workers share the slices out. act_chunk, act_lag and act_slices
-    # change results; backend, actors, ray_address and worker_timeout change only speed.
+    # change results; backend, actors, reanalysers, ray_address and worker_timeout change only
+    # speed. `reanalysers` Ray workers compute EfficientZero's targets of the batches it draws
+    # ahead (agent.prefetch); agents without reanalysis have none (0).
     backend: str = "local"  # local | ray
     actors: int = 1  # acting workers (at most act_slices)
+    reanalysers: int = 0  # reanalysis workers (run.backend=ray; EfficientZero with prefetch)
     act_slices: int = 1  # fixed slices of the vectorised envs (at most env.num_envs)
     act_chunk: int = 0  # vectorised env steps per acting chunk; 0 = unchunked, in-process
     act_lag: int = 1  # chunks of staleness of the acting weights (with act_chunk >= 1)
@@ -97,6 +100,7 @@ def check_run(run: RunConfig, num_envs: int) -> None:
         (run.backend in BACKENDS, f"run.backend must be one of {', '.join(BACKENDS)}, "
          f"got '{run.backend}'"),
         (run.actors >= 1, f"run.actors must be at least 1, got {run.actors}"),
+        (run.reanalysers >= 0, f"run.reanalysers must be 0 or more, got {run.reanalysers}"),
         (1 <= run.act_slices <= num_envs, f"run.act_slices must be in [1, env.num_envs="
          f"{num_envs}], got {run.act_slices}"),
         (run.actors <= run.act_slices, f"run.actors={run.actors} needs as many env slices; "

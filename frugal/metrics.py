@@ -49,8 +49,9 @@ class MetricsWriter:
 
 
 class Progress:
-    """One-line live display: steps, steps/s, updates/s, last returns, ETA. Falls back to
-    periodic plain lines when stderr is not a terminal."""
+    """One-line live display: steps, steps/s, updates/s, last returns, ETA, and where work runs
+    on workers, their busy share since the last display and the staleness in effect. Falls back
+    to periodic plain lines when stderr is not a terminal."""
 
     def __init__(self, total_steps: int, start_step: int, enabled: bool):
         self.total = total_steps
@@ -59,6 +60,7 @@ class Progress:
         self._t0 = time.perf_counter()
         self._last_print = 0.0
         self._start_step = start_step
+        self._busy: dict[str, float] = {}  # busy seconds of each kind of worker at the last print
         self._bar = None
         if self.live:
             from rich.progress import BarColumn, TextColumn
@@ -76,12 +78,22 @@ class Progress:
             )
             self._bar.start()
 
-    def update(self, env_step: int, updates: int, start_updates: int, last_return: float | None):
+    def update(
+        self,
+        env_step: int,
+        updates: int,
+        start_updates: int,
+        last_return: float | None,
+        busy: dict[str, tuple[int, float]] | None = None,
+        staleness: str = "",
+    ):
+        """`busy`: for each kind of worker, (how many, their busy seconds so far, summed)."""
         if not self.enabled:
             return
         now = time.perf_counter()
         if now - self._last_print < (0.5 if self.live else 30.0) and env_step < self.total:
             return
+        since = now - (self._last_print or self._t0)
         self._last_print = now
         elapsed = max(now - self._t0, 1e-9)
         sps = (env_step - self._start_step) / elapsed
@@ -91,6 +103,16 @@ class Progress:
         info = f"{sps:,.0f} steps/s  {ups:,.1f} updates/s  return {ret}"
         if math.isfinite(eta):  # no ETA before there is a rate to base it on
             info += f"  ETA {_duration(eta)}"
+        shares = []
+        for kind, (count, seconds) in (busy or {}).items():
+            text = f"{kind} {count}x"
+            if kind in self._busy:  # a share since the last display
+                share = (seconds - self._busy[kind]) / max(since * count, 1e-9)
+                text += f" {min(share, 1.0):.0%} busy"
+            self._busy[kind] = seconds
+            shares.append(text)
+        if shares or staleness:
+            info += "  [" + ", ".join(shares + ([staleness] if staleness else [])) + "]"
         if self._bar is not None:
             self._bar.update(self._task, completed=env_step, info=info)
         else:

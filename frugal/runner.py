@@ -139,6 +139,8 @@ class Runner:
         self._row = 0
         self._next_submit = 0  # the first vectorised step not yet submitted for acting
         self._save_due = False
+        self._lost: str | None = None  # reanalysis workers lost: stop at the next boundary
+        self._reanalyser_restarts = 0  # of the reanalysis workers, already logged
         random.seed(run.seed)
         np.random.seed(run.seed % 2**32)
         torch.manual_seed(run.seed)
@@ -197,7 +199,7 @@ class Runner:
                 else:  # training that the agent schedules after collection ends
                     due = self.updates + 1
                 while self.updates < due:
-                    result = self.agent.update()
+                    result = self._update()
                     self.updates += 1
                     bad = [k for k, v in result.items() if _watched(k) and not math.isfinite(v)]
                     if bad and run.on_nonfinite == "stop":
@@ -212,7 +214,9 @@ class Runner:
                 self.wall_s = time.perf_counter() - t0
                 if self._pending["train/episode_return"]:
                     last_return = self._pending["train/episode_return"][-1]
-                progress.update(self.env_step, self.updates, start_updates, last_return)
+                progress.update(
+                    self.env_step, self.updates, start_updates, last_return, *self._workers()
+                )
                 # intervals count env steps, and updates once collection has ended
                 clock = 0 if before[0] < run.steps else 1
                 then, now = before[clock], (self.env_step, self.updates)[clock]
@@ -225,6 +229,12 @@ class Runner:
                     self._save_due = not self._boundary()
                     if not self._save_due:
                         self.save()
+                if self._lost is not None and self._boundary():
+                    saved = self.save().name
+                    raise FrugalError(
+                        f"{self._lost}; the run is saved at {saved}: continue it with "
+                        f"'frugal resume {self.run_dir}'"
+                    )
             if self._stop_signal is not None:
                 self.save()
                 raise Interrupted(self._stop_signal, self.env_step)
@@ -236,6 +246,39 @@ class Runner:
             self.env.close()
             if self.backend is not None:
                 self.backend.close()
+
+    def _update(self) -> dict[str, float]:
+        """One update. Reanalysis workers that cannot be restarted leave the batch to this
+        process (the same targets), and the run stops at the next point where it can be saved."""
+        pool = getattr(self.backend, "reanalysers", None)
+        try:
+            result = self.agent.update()
+        except WorkerLost as lost:  # raised before the update changed anything
+            self._lost = str(lost)
+            self.agent.prefetch.use(None)
+            result = self.agent.update()
+        if pool is not None and pool.restarts > self._reanalyser_restarts:
+            new = pool.restarts - self._reanalyser_restarts
+            self._pending["workers/restarts"].append(float(new))
+            self._reanalyser_restarts = pool.restarts
+        return result
+
+    def _workers(self) -> tuple[dict[str, tuple[int, float]], str]:
+        """For the progress display: each kind of worker's (count, busy seconds so far) and the
+        staleness in effect."""
+        busy: dict[str, tuple[int, float]] = {}
+        staleness = []
+        if self.backend is not None:
+            run = self.config.run
+            busy["act"] = (run.actors if run.backend == "ray" else 1, self.backend.busy_s)
+            staleness.append(f"act lag {self.lag} chunk{'s' * (self.lag != 1)} of {self.chunk}")
+            pool = self.backend.reanalysers
+            if pool is not None:
+                busy["reanalyse"] = (len(pool.workers), pool.busy_s)
+        prefetch = getattr(self.agent, "prefetch", None)
+        if prefetch is not None:
+            staleness.append(f"prefetch {prefetch.depth}")
+        return busy, ", ".join(staleness)
 
     def _finished(self) -> bool:
         steps = self.config.run.steps
@@ -294,6 +337,9 @@ class Runner:
         self.env.close()  # it gave the spec; the backend builds the envs that act
         self.backend = make_backend(self.config)
         states = self.backend.start(self._start_states, self._reset_seed)
+        if self.backend.reanalysers is not None:
+            self.backend.reanalysers.learner = self.agent.reanalyser()  # helps when it waits
+            self.agent.prefetch.use(self.backend.reanalysers)
         if self._start_states is not None and not self.backend.capturable:
             # the envs' state could not be saved: the games in progress restarted
             self.agent.restart(np.concatenate([states[j]["obs"] for j in sorted(states)]))

@@ -208,3 +208,77 @@ def test_two_nodes_started_with_ray_start_both_act(tmp_path):
         current = Path("/tmp/ray/ray_current_cluster")  # what `ray stop` would remove
         if current.is_file() and current.read_text().strip().endswith(f":{port}"):
             current.unlink()
+
+
+# EfficientZero drawing batches two updates ahead, its targets computed by a reanalysis worker;
+# a new target network every 8 updates, so batches are reanalysed with an older one
+PREFETCH = ["agent.prefetch=2", "agent.target_update_interval=8"]
+REANALYSE_ON_RAY = ["run.backend=ray", "run.actors=1", "run.reanalysers=1"]
+
+
+@pytest.fixture(scope="module")
+def prefetched(tmp_path_factory):
+    """EfficientZero with prefetch on the local backend (reanalysis in the learner's process)."""
+    run = _train("efficientzero", tmp_path_factory.mktemp("prefetch") / "local", extra=PREFETCH)
+    return _stable(run.metrics)
+
+
+def _kill_reanalyser_at(monkeypatch, call: int) -> None:
+    from frugal.backends.reanalysis import RayReanalysers
+
+    take, taken = RayReanalysers.take, []
+
+    def kill_then_take(self, key):
+        taken.append(key)
+        if len(taken) == call:  # mid-run, with batches in flight
+            ray.kill(self.workers[0])
+        return take(self, key)
+
+    monkeypatch.setattr(RayReanalysers, "take", kill_then_take)
+
+
+@pytest.mark.ray
+def test_reanalysis_workers_give_the_targets_of_one_process(prefetched, cluster, tmp_path):
+    run = _train("efficientzero", tmp_path / "ray", extra=PREFETCH + REANALYSE_ON_RAY)
+    assert _stable(run.metrics) == prefetched
+    assert any("train/loss" in p for p in prefetched)
+
+
+@pytest.mark.ray
+def test_a_killed_reanalyser_is_replaced_and_the_run_is_unchanged(
+    prefetched, cluster, tmp_path, monkeypatch
+):
+    _kill_reanalyser_at(monkeypatch, 20)
+    run = _train("efficientzero", tmp_path / "fault", extra=PREFETCH + REANALYSE_ON_RAY)
+    monkeypatch.undo()
+    restarts = [p["workers/restarts"] for p in run.metrics if "workers/restarts" in p]
+    assert restarts == [1.0], "the restart is in the log"
+    assert [
+        {k: v for k, v in p.items() if k != "workers/restarts"} for p in _stable(run.metrics)
+    ] == prefetched
+    resumed = frugal.resume(run.dir, steps=STEPS + 64, overrides=REANALYSE_ON_RAY)
+    assert resumed.metrics[-1]["env_step"] == STEPS + 64
+
+
+@pytest.mark.ray
+def test_a_reanalyser_that_cannot_be_restarted_stops_the_run_saved(
+    prefetched, cluster, tmp_path, monkeypatch
+):
+    from frugal.backends import reanalysis
+
+    monkeypatch.setattr(reanalysis, "TRIES", 0)
+    _kill_reanalyser_at(monkeypatch, 20)
+    with pytest.raises(FrugalError, match="reanalysis worker 0 failed .* could not be restarted"):
+        _train("efficientzero", tmp_path / "lost", extra=PREFETCH + REANALYSE_ON_RAY)
+    monkeypatch.undo()
+    # the batches in flight are in the checkpoint: the run continues in one process exactly
+    local = ["run.backend=local", "run.reanalysers=0"]
+    back = frugal.resume(tmp_path / "lost", steps=STEPS, overrides=local)
+    assert _stable(back.metrics) == prefetched
+
+
+@pytest.mark.ray
+def test_a_prefetching_run_moves_to_reanalysis_workers_on_resume(prefetched, cluster, tmp_path):
+    _train("efficientzero", tmp_path / "to-ray", steps=STEPS // 2, extra=PREFETCH)
+    on_ray = frugal.resume(tmp_path / "to-ray", steps=STEPS, overrides=REANALYSE_ON_RAY)
+    assert _stable(on_ray.metrics) == prefetched

@@ -1,5 +1,5 @@
-"""Where acting runs: `local` (in the learner's process) or `ray` (Ray actors, on this machine
-or a cluster). The runner owns time and the learner; a backend only acts on requests
+"""Where acting (and reanalysis) runs: `local` (in the learner's process) or `ray` (Ray actors,
+on this machine or a cluster). The runner owns time and the learner; a backend only acts on requests
 [start, stop) of vectorised env steps with the acting state the runner's schedule names, so both
 backends give the same steps for the same settings."""
 
@@ -19,6 +19,8 @@ class Backend:
     """What the runner calls. Requests are taken in the order they were submitted."""
 
     capturable: bool  # the envs' state can be saved
+    busy_s: float  # seconds the acting workers have spent acting, summed over them
+    reanalysers: Any = None  # reanalysis workers for agents that draw batches ahead, or None
 
     def start(self, states: dict[int, dict] | None, reset_seed: int) -> dict[int, dict]:
         """Start every slice (see ActingWorker.start); returns their states."""

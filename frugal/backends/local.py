@@ -17,6 +17,7 @@ class LocalBackend(Backend):
         self.worker = ActingWorker(config, list(range(config.run.act_slices)))
         self.capturable = self.worker.capturable
         self._requests: deque = deque()
+        self.busy_s = 0.0  # acting time, summed
 
     def start(self, states: dict[int, dict] | None, reset_seed: int) -> dict[int, dict]:
         return self.worker.start(states, reset_seed)
@@ -27,6 +28,7 @@ class LocalBackend(Backend):
     def take(self) -> tuple[dict[str, Any], dict[str, Any]]:
         key, acting_state, start, stop = self._requests.popleft()
         out = self.worker.act(acting_state, key, start, stop, capture=False)
+        self.busy_s += out["busy_s"]
         return merge(out["steps"]), {"restarts": 0}
 
     def states(self) -> dict[int, dict]:

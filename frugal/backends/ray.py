@@ -58,10 +58,11 @@ class RayBackend(Backend):
                     "use run.ray_address=local"
                 ) from None
         cpus = int(ray.cluster_resources().get("CPU", 0))
-        if cpus < run.actors:  # the actors would wait for CPUs that never come
+        need = run.actors + run.reanalysers
+        if cpus < need:  # the workers would wait for CPUs that never come
             raise WorkerLost(
-                f"run.actors={run.actors} needs {run.actors} CPUs in the Ray cluster, which has "
-                f"{cpus}; lower run.actors or add nodes"
+                f"run.actors={run.actors} and run.reanalysers={run.reanalysers} need {need} CPUs "
+                f"in the Ray cluster, which has {cpus}; lower them or add nodes"
             )
         self._actor_class = ray.remote(num_cpus=1, max_restarts=0)(_RayWorker)
         groups = np.array_split(np.arange(run.act_slices), run.actors)
@@ -79,6 +80,12 @@ class RayBackend(Backend):
         self._end: dict[int, dict] = {}  # each slice's state after the last request taken
         self._reset_seed = run.seed
         self.restarts = 0
+        self.busy_s = 0.0  # the acting workers' acting time, summed
+        self.reanalysers = None
+        if run.reanalysers > 0:
+            from frugal.backends.reanalysis import RayReanalysers
+
+            self.reanalysers = RayReanalysers(config, run.reanalysers, self.timeout)
 
     # ---------------------------------------------------------------------------- workers
 
@@ -141,6 +148,7 @@ class RayBackend(Backend):
                     reset |= any(self._end[j]["env"] is None for j in started)
                     restarts += 1
             parts.update(out["steps"])
+            self.busy_s += out["busy_s"]
             self._end.update(_writable(out["end"]))
         self._requests.popleft()
         wanted = {r["key"] for r in self._requests}
@@ -179,6 +187,8 @@ class RayBackend(Backend):
         return dict(self._end)
 
     def close(self) -> None:
+        if self.reanalysers is not None:
+            self.reanalysers.close()
         for worker in self.workers:
             try:
                 ray.kill(worker, no_restart=True)

@@ -6,6 +6,7 @@ step, and with which random numbers, never depends on where the worker runs."""
 from __future__ import annotations
 
 import random
+import time
 from contextlib import contextmanager
 from typing import Any
 
@@ -85,7 +86,9 @@ class ActingWorker:
 
     def act(self, acting_state: dict, key: Any, start: int, stop: int, capture: bool) -> dict:
         """Act and step every slice for vectorised steps [start, stop) with `acting_state`.
-        Returns per slice the steps stacked [T, n, ...] and, with `capture`, its state after."""
+        Returns per slice the steps stacked [T, n, ...], the seconds it took (busy_s) and,
+        with `capture`, every slice's state after."""
+        t0 = time.perf_counter()
         if key != self._loaded:
             self.agent.load_acting_state(acting_state)
             self._loaded = key
@@ -118,6 +121,7 @@ class ActingWorker:
             out["steps"][j] = stacked
         if capture:
             out["end"] = self.states()
+        out["busy_s"] = time.perf_counter() - t0
         return out
 
     def states(self) -> dict[int, dict]:

@@ -35,8 +35,9 @@ Deviations from the papers' code, on purpose:
   value-prefix LSTM (set agent.value_prefix=true for that).
 
 Modules: config (settings, presets, validation), agent (the learner), model (the network as the
-search sees it), targets (target functions and reanalysis), v1, v2, sampled (sampled search for
-Box actions), losses, augment.
+search sees it), targets (target functions and reanalysis), prefetch (batches drawn
+`agent.prefetch` updates ahead, reanalysed in the learner or on reanalysis workers), v1, v2,
+sampled (sampled search for Box actions), losses, augment.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from frugal.agents.efficientzero import losses, sampled
 from frugal.agents.efficientzero.augment import augment_pixels
 from frugal.agents.efficientzero.config import PRESETS, Config, validate
 from frugal.agents.efficientzero.model import Encoded, SearchModel, Version, encode
+from frugal.agents.efficientzero.prefetch import Prefetch, Reanalyser
 from frugal.agents.efficientzero.targets import make_targets
 from frugal.agents.efficientzero.v1 import V1
 from frugal.agents.efficientzero.v2 import V2
@@ -108,9 +109,12 @@ class Agent:
         self.gen = torch.Generator().manual_seed(
             int(np.random.default_rng([seed, 12]).integers(2**62))
         )
+        self.seed = seed
         self.env_steps = 0
         self.updates = 0
         self._pending: dict[str, np.ndarray] | None = None
+        # batches drawn agent.prefetch updates ahead, reanalysed here or on workers (prefetch.py)
+        self.prefetch = Prefetch(self, cfg.prefetch) if cfg.prefetch > 0 else None
 
     def _autocast(self, batch: int | None = None):
         return precision.autocast(self.precision, self.device, batch)
@@ -268,9 +272,13 @@ class Agent:
         cfg, dev = self.cfg, self.device
         K = cfg.unroll_steps
         t_start = time.perf_counter()
-        sample = self.replay.sample(cfg.batch_size, self.rng, beta=self.per_beta())
-        tg = make_targets(self, sample.rows, sample.envs)
-        B = len(sample.rows)
+        if self.prefetch is None:  # drawn and reanalysed now
+            sample = self.replay.sample(cfg.batch_size, self.rng, beta=self.per_beta())
+            index, sample_weights = sample.index, sample.weights
+            tg = make_targets(self, sample.rows, sample.envs)
+        else:
+            index, sample_weights, tg = self.prefetch.batch()
+        B = len(tg["value"])
 
         def tensor(x, dtype=None):
             return torch.as_tensor(x, device=dev, dtype=dtype)
@@ -278,7 +286,7 @@ class Agent:
         value_t, value_m = tensor(tg["value"]), tensor(tg["value_mask"], torch.float32)
         reward_t, reward_m = tensor(tg["reward"]), tensor(tg["reward_mask"], torch.float32)
         policy_t, policy_m = tensor(tg["policy"]), tensor(tg["policy_mask"], torch.float32)
-        weights = tensor(sample.weights)
+        weights = tensor(sample_weights)
 
         lr = self.learning_rate()
         for group in self.optimizer.param_groups:
@@ -318,10 +326,12 @@ class Agent:
             predicted_value = self.value_support.decode(vlogs_t[:, 0])
             errors = (predicted_value - value_t[:, 0]).abs().double().cpu().numpy()
         if torch.isfinite(grad_norm):  # a skipped step leaves the priorities as they were
-            self.replay.update_priorities(sample.index, errors)
+            self.replay.update_priorities(index, errors)
         self.updates += 1
         if self.updates % cfg.target_update_interval == 0:
             self.target.load_state_dict(self.net.state_dict())
+            if self.prefetch is not None:
+                self.prefetch.target_refreshed()
         return {
             "train/loss": loss.item(),
             "train/value_loss": value_loss.mean().item(),
@@ -340,6 +350,10 @@ class Agent:
             **tg["timings"],
         }
 
+    def reanalyser(self) -> Reanalyser:
+        """What a reanalysis worker runs: a job's targets from the target weights it names."""
+        return Reanalyser(self)
+
     # ---------------------------------------------------------------------------- state
 
     def state_dict(self) -> dict[str, Any]:
@@ -352,6 +366,7 @@ class Agent:
             "gen": self.gen.get_state(),
             "env_steps": self.env_steps,
             "updates": self.updates,
+            **({} if self.prefetch is None else {"prefetch": self.prefetch.state_dict()}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -363,3 +378,5 @@ class Agent:
         self.gen.set_state(state["gen"])
         self.env_steps = int(state["env_steps"])
         self.updates = int(state["updates"])
+        if self.prefetch is not None:
+            self.prefetch.load_state_dict(state["prefetch"])

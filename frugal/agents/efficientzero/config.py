@@ -93,6 +93,9 @@ class Config:
     lr_decay_rate: float = 0.1
     grad_clip: float = mutable(5.0)
     target_update_interval: int = mutable(200)  # updates between target-model refreshes
+    # batches drawn this many updates ahead, so their reanalysis runs on run.reanalysers workers
+    # while the learner trains (0: drawn and reanalysed by the update itself); fixed for a run
+    prefetch: int = 0
     # network passes: auto | fp32 | bf16 autocast (frugal.nets.precision)
     precision: str = mutable("auto")
 
@@ -384,6 +387,8 @@ def validate(cfg: Config, spec: EnvSpec) -> None:
     for key in ("batch_size", "unroll_steps", "td_steps", "lstm_horizon"):
         if getattr(cfg, key) < 1:
             raise FrugalError(f"agent.{key} must be >= 1, got {getattr(cfg, key)}")
+    if cfg.prefetch < 0:
+        raise FrugalError(f"agent.prefetch must be 0 or more (batches ahead), got {cfg.prefetch}")
     if not 0.0 < cfg.discount <= 1.0:
         raise FrugalError(f"agent.discount must be in (0, 1], got {cfg.discount}")
 

@@ -167,15 +167,15 @@ def search_value_mask(
 
 @dataclass
 class TargetFrames:
-    """Every observation one update needs, each stacked and moved to the device once.
+    """Every observation one update needs, each stacked once.
 
-    frames: [U, *obs_shape] on the device: the distinct (row, env) observations, then the final
-        observations of truncated moves that are bootstrapped from.
+    frames: [U, *obs_shape] as stored (numpy): the distinct (row, env) observations, then the
+        final observations of truncated moves that are bootstrapped from.
     positions: int64 [B, P] index into frames of position t+k (the unroll's inputs).
     boot: int64 [N] index into frames of each bootstrap observation (td.discount > 0, row-major).
     """
 
-    frames: torch.Tensor
+    frames: np.ndarray
     positions: np.ndarray
     boot: np.ndarray
 
@@ -201,29 +201,21 @@ def gather_frames(agent: Agent, rows: np.ndarray, envs: np.ndarray, td: TDTarget
         finals = replay.final_observations(boot_rows[final], envs[b_idx][final])
         boot[final] = len(frames) + np.arange(len(finals))
         frames = np.concatenate([frames, finals])
-    return TargetFrames(
-        precision.to_device(frames, agent.device),
-        inverse[: pos_rows.size].reshape(pos_rows.shape),
-        boot,
-    )
+    return TargetFrames(frames, inverse[: pos_rows.size].reshape(pos_rows.shape), boot)
 
 
-def make_targets(agent: Agent, rows: np.ndarray, envs: np.ndarray) -> dict[str, Any]:
-    """Reanalyse B sampled positions: observations, actions and every target of the unroll.
+def prepare_targets(agent: Agent, rows: np.ndarray, envs: np.ndarray) -> dict[str, Any]:
+    """What reanalysing B sampled positions reads from the replay and the learner's random
+    stream, as numpy arrays: the job a reanalyser is handed (`reanalyse`), so the observations
+    shipped are the distinct ones the batch needs, never the replay.
 
-    Bootstrap values come from the target model; policy targets (and V2's search values) from
-    one batched search with the target model over the positions chosen for reanalysis
-    (`reanalyze_ratio`); the others keep the acting search's statistics. Every distinct
-    observation is stacked and moved to the device once (gather_frames), and the target model
-    represents each distinct one once, for both its bootstrap value and its search root.
-
-    Returns obs [B, K+1, ...] (a tensor on the device, as stored: uint8 frames stay uint8) and
-    numpy arrays: actions [B, K, ...], value [B, K+1], value_mask [B, K+1], reward [B, K],
-    reward_mask [B, K], policy [B, K+1, P], policy_mask [B, K+1], sampled [B, K+1, K', D]
-    (sampled search), td_steps [B], search_value_used [B], and timings."""
+    frames [U, ...], positions [B, K+1], boot [N] (TargetFrames); chosen bool [B, K+1] (the
+    positions whose policy is re-searched, `reanalyze_ratio`); partial, discount float64 and
+    valid bool [B, K+1] (TDTargets); policy [B, K+1, P] and sampled [B, K+1, K', D] or None (the
+    acting search's statistics); sve bool [B] (the version's search-value mask as of now);
+    actions [B, K, ...], reward, reward_mask [B, K], alive [B, K+1], td_steps [B]."""
     cfg, replay, version = agent.cfg, agent.replay, agent.version
     K, P = cfg.unroll_steps, cfg.unroll_steps + 1
-    timings: dict[str, float] = {}
     age = replay.age(rows)
     n = version.td_steps(age)
     win = replay.window_of(rows, envs, K + cfg.td_steps)
@@ -236,57 +228,116 @@ def make_targets(agent: Agent, rows: np.ndarray, envs: np.ndarray) -> dict[str, 
     pos_rows = rows[:, None] + np.arange(P)[None]
     frames = gather_frames(agent, rows, envs, td)
     stored = replay.search_stats(pos_rows, envs[:, None])
-    policy = stored["policy"].copy()
-    sampled = stored.get("sampled")
     chosen = alive & (agent.rng.random(len(rows)) < cfg.reanalyze_ratio)[:, None]
+    return {
+        "frames": frames.frames,
+        "positions": frames.positions,
+        "boot": frames.boot,
+        "chosen": chosen,
+        "partial": td.partial,
+        "discount": td.discount,
+        "valid": td.valid,
+        "policy": stored["policy"],
+        "sampled": stored.get("sampled"),
+        "sve": version.search_value_mask(age, agent.updates),
+        "actions": win["actions"][:, :K],
+        "reward": reward,
+        "reward_mask": reward_mask,
+        "alive": alive,
+        "td_steps": n,
+    }
+
+
+def reanalyse(
+    agent: Agent,
+    job: dict[str, Any],
+    frames: torch.Tensor,
+    net: torch.nn.Module,
+    generator: torch.Generator,
+) -> dict[str, Any]:
+    """The targets that need the target model `net`: bootstrap values, and one batched search
+    over the chosen positions for the policy targets (and V2's search values). The target model
+    represents each distinct observation it needs once, for both its bootstrap value and its
+    search root. `agent` gives the search version, supports, precision and device (the learner,
+    or a reanalysis worker's copy); `frames` is job["frames"] on that device.
+
+    Returns value float32 [B, K+1], policy [B, K+1, P], sampled (or None), search_value_used
+    bool [B] and timings."""
+    version, device = agent.version, agent.device
+    chosen, boot, discount = job["chosen"], job["boot"], job["discount"]
+    policy, sampled = job["policy"].copy(), job["sampled"]
+    timings: dict[str, float] = {}
 
     # one target-model pass over the distinct observations that are valued or searched from
     t0 = time.perf_counter()
-    roots = frames.positions[chosen]
-    needed = np.unique(np.concatenate([frames.boot, roots]))
-    latent, policy_out, vlog = agent.encode(
-        agent.target, frames.frames[torch.as_tensor(needed, device=agent.device)]
-    )
-    value = td.partial.copy()
-    if len(frames.boot):
-        at = torch.as_tensor(np.searchsorted(needed, frames.boot), device=agent.device)
+    roots = job["positions"][chosen]
+    needed = np.unique(np.concatenate([boot, roots]))
+    latent, policy_out, vlog = agent.encode(net, frames[torch.as_tensor(needed, device=device)])
+    value = job["partial"].copy()
+    if len(boot):
+        at = torch.as_tensor(np.searchsorted(needed, boot), device=device)
         boot_value = agent.value_support.decode(vlog[at]).double().cpu().numpy()
-        b_idx, k_idx = np.nonzero(td.discount > 0)
-        value[b_idx, k_idx] += td.discount[b_idx, k_idx] * boot_value
+        b_idx, k_idx = np.nonzero(discount > 0)
+        value[b_idx, k_idx] += discount[b_idx, k_idx] * boot_value
     timings["perf/bootstrap_s"] = time.perf_counter() - t0
 
     # policy (and search value) reanalysis: one batched search over the chosen positions
-    use_search = np.zeros(len(rows), dtype=bool)
+    use_search = np.zeros(len(chosen), dtype=bool)
     t0 = time.perf_counter()
     if chosen.any():
-        at = torch.as_tensor(np.searchsorted(needed, roots), device=agent.device)
+        at = torch.as_tensor(np.searchsorted(needed, roots), device=device)
         encoded = (latent[at], policy_out[at], vlog[at])
-        out, cand = version.search(agent.target, latent[at], agent.gen, True, encoded)
+        out, cand = version.search(net, latent[at], generator, True, encoded)
         policy[chosen] = version.policy_target(out)
         if sampled is not None:
             sampled = sampled.copy()
             sampled[chosen] = cand.float().cpu().numpy()
-        use_search = version.search_value_mask(age, agent.updates)
+        use_search = job["sve"]
         sve = use_search[:, None] & chosen
         if sve.any():
             root_value = np.zeros(chosen.shape)
             root_value[chosen] = out.root_value.double().cpu().numpy()
             value[sve] = root_value[sve]
     timings["perf/reanalysis_s"] = time.perf_counter() - t0
-    positions = torch.as_tensor(frames.positions, device=agent.device)
-    targets = {
-        "obs": frames.frames[positions],
-        "actions": win["actions"][:, :K],
+    return {
         "value": value.astype(np.float32),
-        "value_mask": td.valid,
-        "reward": reward,
-        "reward_mask": reward_mask,
         "policy": policy,
-        "policy_mask": alive,
-        "td_steps": n,
+        "sampled": sampled,
         "search_value_used": use_search,
         "timings": timings,
     }
-    if sampled is not None:
-        targets["sampled"] = sampled
+
+
+def assemble(job: dict[str, Any], computed: dict[str, Any], frames: torch.Tensor) -> dict[str, Any]:
+    """One update's targets from its job and what reanalysis computed: obs [B, K+1, ...] (a
+    tensor on the frames' device, as stored: uint8 frames stay uint8) and numpy arrays:
+    actions [B, K, ...], value [B, K+1], value_mask [B, K+1], reward [B, K], reward_mask [B, K],
+    policy [B, K+1, P], policy_mask [B, K+1], sampled [B, K+1, K', D] (sampled search),
+    td_steps [B], search_value_used [B], and timings."""
+    positions = torch.as_tensor(job["positions"], device=frames.device)
+    targets = {
+        "obs": frames[positions],
+        "actions": job["actions"],
+        "value": computed["value"],
+        "value_mask": job["valid"],
+        "reward": job["reward"],
+        "reward_mask": job["reward_mask"],
+        "policy": computed["policy"],
+        "policy_mask": job["alive"],
+        "td_steps": job["td_steps"],
+        "search_value_used": computed["search_value_used"],
+        "timings": computed["timings"],
+    }
+    if computed["sampled"] is not None:
+        targets["sampled"] = computed["sampled"]
     return targets
+
+
+def make_targets(agent: Agent, rows: np.ndarray, envs: np.ndarray) -> dict[str, Any]:
+    """Reanalyse B sampled positions now, in the learner: observations, actions and every target
+    of the unroll (see `assemble`). Bootstrap values come from the target model; policy targets
+    (and V2's search values) from one batched search with the target model over the positions
+    chosen for reanalysis (`reanalyze_ratio`); the others keep the acting search's statistics."""
+    job = prepare_targets(agent, rows, envs)
+    frames = precision.to_device(job["frames"], agent.device)
+    return assemble(job, reanalyse(agent, job, frames, agent.target, agent.gen), frames)
