@@ -93,8 +93,7 @@ class Config:
     lr_decay_rate: float = 0.1
     grad_clip: float = mutable(5.0)
     target_update_interval: int = mutable(200)  # updates between target-model refreshes
-    # batches drawn this many updates ahead, so their reanalysis runs on run.reanalysers workers
-    # while the learner trains (0: drawn and reanalysed by the update itself); fixed for a run
+    # batches drawn ahead for reanalysis on run.reanalysers workers (0: by the update); fixed
     prefetch: int = 0
     # network passes: auto | fp32 | bf16 autocast (frugal.nets.precision)
     precision: str = mutable("auto")
@@ -310,8 +309,7 @@ PRESETS = {
             proj_hidden=512,
             proj_out=128,
             pred_hidden=512,
-            # the release's DMC supports span values [-299, 299] and rewards [-2, 2] in 51 bins
-            # after h(x) = sign(x)(sqrt(|x|+1) - 1) + 0.001x: h(299) = 16.6195, h(2) = 0.7341
+            # the release's [-299, 299] and [-2, 2] under h(x) = sign(x)(sqrt(|x|+1)-1) + 0.001x
             value_support=(-16.6195, 16.6195, 51.0),
             reward_support=(-0.7341, 0.7341, 51.0),
             num_simulations=32,
